@@ -1,0 +1,3 @@
+from surgtwin.cli.main import main
+
+raise SystemExit(main())

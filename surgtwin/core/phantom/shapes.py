@@ -1,0 +1,345 @@
+"""Smooth implicit shape primitives and the canvas they are painted on.
+
+Shapes are approximate signed distance fields (mm, negative inside) in an *anatomy frame*: patient
+LPS millimetres around the body centre, rotated by the patient's slight rotation in the scanner.
+A ``Canvas`` owns the voxel grid (array order (slice, row, column), see ``surgtwin.core.types``),
+evaluates each shape only inside its bounding box and paints labels in order (later wins).
+
+Primitives: ellipsoids, smooth unions/subtractions, tubes swept along Catmull-Rom splines with a
+radius profile, and smooth random deformations (sums of a few long-wavelength sine modes).
+Everything is computed in float64 so that results do not hinge on the last bit of a float32.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+_FAR = 1.0e3  # "far outside" distance (mm) used where a shape was not evaluated
+
+
+def rotation(ax_deg: float = 0.0, ay_deg: float = 0.0, az_deg: float = 0.0) -> np.ndarray:
+    """Rotation matrix R = Rz @ Ry @ Rx (angles in degrees about the L, P, S axes)."""
+    ax, ay, az = np.radians([ax_deg, ay_deg, az_deg])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def frame_from_axis(axis, hint=(1.0, 0.0, 0.0)) -> np.ndarray:
+    """Orthonormal 3x3 matrix whose third column is ``axis`` (first column close to ``hint``)."""
+    w = np.asarray(axis, float)
+    w = w / np.linalg.norm(w)
+    u = np.asarray(hint, float) - np.dot(hint, w) * w
+    if np.linalg.norm(u) < 1e-6:
+        u = np.cross(w, [0.0, 1.0, 0.0])
+    u = u / np.linalg.norm(u)
+    v = np.cross(w, u)
+    return np.stack([u, v, w], axis=1)
+
+
+def smin(a, b, k: float):
+    """Polynomial smooth minimum (smooth union of two distance fields), blend width ``k`` mm."""
+    if k <= 0:
+        return np.minimum(a, b)
+    h = np.maximum(k - np.abs(a - b), 0.0) / k
+    return np.minimum(a, b) - h * h * k * 0.25
+
+
+def smax(a, b, k: float):
+    return -smin(-a, -b, k)
+
+
+class Canvas:
+    """The voxel grid, the anatomy frame and the label/zone arrays being painted."""
+
+    def __init__(self, shape, affine, *, centre_lps, rotation_matrix):
+        self.shape = tuple(int(s) for s in shape)
+        self.affine = np.asarray(affine, float)
+        self.centre = np.asarray(centre_lps, float)
+        self.rot = np.asarray(rotation_matrix, float)
+        # anatomy coords q = R^T (p - c), p = A3 @ idx + At  =>  q = M @ idx + t
+        self.M = self.rot.T @ self.affine[:3, :3]
+        self.t = self.rot.T @ (self.affine[:3, 3] - self.centre)
+        self.Minv = np.linalg.inv(self.M)
+        self.labels = np.zeros(self.shape, np.uint8)
+        self.zone = np.zeros(self.shape, np.uint8)
+
+    # -- geometry ---------------------------------------------------------------------------
+    def anatomy_to_lps(self, q) -> np.ndarray:
+        return np.asarray(q, float) @ self.rot.T + self.centre
+
+    def lps_to_anatomy(self, p) -> np.ndarray:
+        return (np.asarray(p, float) - self.centre) @ self.rot
+
+    def slices_for(self, lo, hi, margin_mm: float = 2.0):
+        """Index slices covering the anatomy-frame box [lo, hi] (None if outside the grid)."""
+        lo = np.asarray(lo, float) - margin_mm
+        hi = np.asarray(hi, float) + margin_mm
+        corners = np.array(list(itertools.product(*zip(lo, hi, strict=True))))
+        idx = (corners - self.t) @ self.Minv.T
+        a = np.floor(idx.min(axis=0)).astype(int)
+        b = np.ceil(idx.max(axis=0)).astype(int) + 1
+        a = np.maximum(a, 0)
+        b = np.minimum(b, self.shape)
+        if np.any(b <= a):
+            return None
+        return tuple(slice(int(x), int(y)) for x, y in zip(a, b, strict=True))
+
+    def coords(self, sl):
+        k = np.arange(sl[0].start, sl[0].stop, dtype=float)[:, None, None]
+        j = np.arange(sl[1].start, sl[1].stop, dtype=float)[None, :, None]
+        i = np.arange(sl[2].start, sl[2].stop, dtype=float)[None, None, :]
+        M, t = self.M, self.t
+        return tuple(M[r, 0] * k + M[r, 1] * j + M[r, 2] * i + t[r] for r in range(3))
+
+    def field(self, shape: Shape, sl=None):
+        """(slices, distance array) of ``shape`` over its bounding box (or the given slices)."""
+        if sl is None:
+            sl = self.slices_for(shape.lo, shape.hi)
+            if sl is None:
+                return None, None
+        X, Y, Z = self.coords(sl)
+        X, Y, Z = np.broadcast_arrays(X, Y, Z)
+        return sl, shape.eval(self, sl, X, Y, Z, True)
+
+    # -- painting ---------------------------------------------------------------------------
+    def paint(self, shape: Shape, value: int, *, rim_mm: float = 0.0, only=None, keep=None,
+              where=None) -> None:
+        """Label voxels inside ``shape`` with ``value``.
+
+        ``rim_mm``: voxels within that depth of the surface get zone 1 (cortex, wall), deeper ones
+        zone 0. ``only``: overwrite only voxels whose current label is in this set; ``keep``: never
+        overwrite these labels. ``where``: callable (X, Y, Z) -> bool mask restricting the paint.
+        """
+        sl, d = self.field(shape)
+        if sl is None:
+            return
+        m = d < 0
+        cur = self.labels[sl]
+        if only is not None:
+            m &= np.isin(cur, list(only))
+        if keep is not None:
+            m &= ~np.isin(cur, list(keep))
+        if where is not None:
+            m &= where(*np.broadcast_arrays(*self.coords(sl)))
+        cur[m] = value
+        self.zone[sl][m] = (d[m] > -rim_mm).astype(np.uint8) if rim_mm > 0 else 0
+
+    def mask(self, *values) -> np.ndarray:
+        return np.isin(self.labels, values)
+
+
+class Shape:
+    """An approximate signed distance field with an anatomy-frame bounding box [lo, hi]."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def eval(self, canvas, sl, X, Y, Z, native):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __or__(self, other):
+        return Union([self, other])
+
+
+class Implicit(Shape):
+    def __init__(self, fn, lo, hi):
+        self.fn, self.lo, self.hi = fn, np.asarray(lo, float), np.asarray(hi, float)
+
+    def eval(self, canvas, sl, X, Y, Z, native):
+        return self.fn(X, Y, Z)
+
+
+def ellipsoid(centre, radii, rot=None) -> Implicit:
+    """Ellipsoid (approximate SDF) with semi-axes ``radii`` along the columns of ``rot``."""
+    c = np.asarray(centre, float)
+    r = np.asarray(radii, float)
+    R = np.eye(3) if rot is None else np.asarray(rot, float)
+    ext = np.abs(R) @ r
+
+    def fn(X, Y, Z):
+        dx, dy, dz = X - c[0], Y - c[1], Z - c[2]
+        u = (R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz) / r[0]
+        v = (R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz) / r[1]
+        w = (R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz) / r[2]
+        k0 = np.sqrt(u * u + v * v + w * w)
+        k1 = np.sqrt((u / r[0]) ** 2 + (v / r[1]) ** 2 + (w / r[2]) ** 2)
+        return k0 * (k0 - 1.0) / np.maximum(k1, 1e-9)
+
+    return Implicit(fn, c - ext, c + ext)
+
+
+def slab(point, normal, half_mm: float, lo, hi) -> Implicit:
+    """|distance to a plane| - half thickness, limited to the box [lo, hi]."""
+    p = np.asarray(point, float)
+    n = np.asarray(normal, float) / np.linalg.norm(normal)
+
+    def fn(X, Y, Z):
+        return np.abs((X - p[0]) * n[0] + (Y - p[1]) * n[1] + (Z - p[2]) * n[2]) - half_mm
+
+    return Implicit(fn, lo, hi)
+
+
+def halfspace_mask(point, normal):
+    """``where`` callable: True on the side of the plane that ``normal`` points to."""
+    p = np.asarray(point, float)
+    n = np.asarray(normal, float)
+    return lambda X, Y, Z: (X - p[0]) * n[0] + (Y - p[1]) * n[1] + (Z - p[2]) * n[2] > 0
+
+
+class Union(Shape):
+    def __init__(self, shapes, k: float = 0.0):
+        self.shapes = list(shapes)
+        self.k = float(k)
+        self.lo = np.min([s.lo for s in self.shapes], axis=0)
+        self.hi = np.max([s.hi for s in self.shapes], axis=0)
+
+    def eval(self, canvas, sl, X, Y, Z, native):
+        d = None
+        for s in self.shapes:
+            e = s.eval(canvas, sl, X, Y, Z, native)
+            d = e if d is None else smin(d, e, self.k)
+        return d
+
+
+class Subtract(Shape):
+    """``a`` minus ``b`` (smooth edge of width ``k``)."""
+
+    def __init__(self, a: Shape, b: Shape, k: float = 0.0):
+        self.a, self.b, self.k = a, b, float(k)
+        self.lo, self.hi = a.lo, a.hi
+
+    def eval(self, canvas, sl, X, Y, Z, native):
+        return smax(self.a.eval(canvas, sl, X, Y, Z, native), -self.b.eval(canvas, sl, X, Y, Z, native), self.k)
+
+
+class Intersect(Shape):
+    def __init__(self, a: Shape, b: Shape, k: float = 0.0):
+        self.a, self.b, self.k = a, b, float(k)
+        self.lo, self.hi = np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi)
+
+    def eval(self, canvas, sl, X, Y, Z, native):
+        return smax(self.a.eval(canvas, sl, X, Y, Z, native), self.b.eval(canvas, sl, X, Y, Z, native), self.k)
+
+
+class Offset(Shape):
+    """``shape`` grown by ``mm`` (negative: shrunk)."""
+
+    def __init__(self, shape: Shape, mm: float):
+        self.s, self.mm = shape, float(mm)
+        self.lo, self.hi = shape.lo - max(mm, 0), shape.hi + max(mm, 0)
+
+    def eval(self, canvas, sl, X, Y, Z, native):
+        return self.s.eval(canvas, sl, X, Y, Z, native) - self.mm
+
+
+class Warp(Shape):
+    """A smooth random deformation of ``shape``: coordinates displaced by a few sine modes."""
+
+    def __init__(self, shape: Shape, rng, amp_mm: float, wavelength_mm: float, n_modes: int = 3):
+        self.s = shape
+        self.lo, self.hi = shape.lo - amp_mm, shape.hi + amp_mm
+        dirs = rng.normal(size=(n_modes, 3))
+        self.kvec = dirs / np.linalg.norm(dirs, axis=1, keepdims=True) * (2 * np.pi / wavelength_mm)
+        disp = rng.normal(size=(n_modes, 3))
+        self.disp = disp / np.linalg.norm(disp, axis=1, keepdims=True) * (amp_mm / np.sqrt(n_modes))
+        self.phase = rng.uniform(0, 2 * np.pi, n_modes)
+
+    def displacement(self, X, Y, Z):
+        out = [np.zeros_like(X), np.zeros_like(X), np.zeros_like(X)]
+        for kv, dv, ph in zip(self.kvec, self.disp, self.phase, strict=True):
+            s = np.sin(kv[0] * X + kv[1] * Y + kv[2] * Z + ph)
+            for a in range(3):
+                out[a] += dv[a] * s
+        return out
+
+    def eval(self, canvas, sl, X, Y, Z, native):
+        dx, dy, dz = self.displacement(X, Y, Z)
+        return self.s.eval(canvas, sl, X + dx, Y + dy, Z + dz, False)
+
+
+def catmull_rom(points, step_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Dense samples (N, 3) of a centripetal-free (uniform) Catmull-Rom spline through ``points``
+    and the fraction t in [0, 1] of the control polygon at each sample."""
+    P = np.asarray(points, float)
+    if len(P) == 2:
+        n = max(2, int(np.ceil(np.linalg.norm(P[1] - P[0]) / step_mm)) + 1)
+        s = np.linspace(0, 1, n)
+        return P[0] + s[:, None] * (P[1] - P[0]), s
+    ext = np.vstack([2 * P[0] - P[1], P, 2 * P[-1] - P[-2]])
+    out, frac = [], []
+    nseg = len(P) - 1
+    for i in range(nseg):
+        p0, p1, p2, p3 = ext[i : i + 4]
+        n = max(2, int(np.ceil(np.linalg.norm(p2 - p1) / step_mm)))
+        s = np.linspace(0, 1, n, endpoint=(i == nseg - 1))[:, None]
+        pts = 0.5 * ((2 * p1) + (-p0 + p2) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2
+                     + (-p0 + 3 * p1 - 3 * p2 + p3) * s**3)
+        out.append(pts)
+        frac.append((i + s[:, 0]) / nseg)
+    return np.vstack(out), np.concatenate(frac)
+
+
+class Tube(Shape):
+    """A tube swept along a polyline of centre points with per-point radii (capsule chain)."""
+
+    def __init__(self, centres, radii):
+        self.P = np.asarray(centres, float)
+        self.r = np.broadcast_to(np.asarray(radii, float), (len(self.P),)).copy()
+        rmax = self.r.max()
+        self.lo, self.hi = self.P.min(axis=0) - rmax, self.P.max(axis=0) + rmax
+
+    @classmethod
+    def along(cls, control_points, control_radii, step_mm: float = 2.0):
+        """Tube along a Catmull-Rom spline; radii interpolated between control points."""
+        pts, frac = catmull_rom(control_points, step_mm)
+        cr = np.broadcast_to(np.asarray(control_radii, float), (len(control_points),))
+        r = np.interp(frac, np.linspace(0, 1, len(cr)), cr)
+        return cls(pts, r)
+
+    def _segment(self, n, X, Y, Z):
+        a, b = self.P[n], self.P[n + 1]
+        ra, rb = self.r[n], self.r[n + 1]
+        ab = b - a
+        L2 = max(float(ab @ ab), 1e-12)
+        px, py, pz = X - a[0], Y - a[1], Z - a[2]
+        t = np.clip((px * ab[0] + py * ab[1] + pz * ab[2]) / L2, 0.0, 1.0)
+        qx, qy, qz = px - t * ab[0], py - t * ab[1], pz - t * ab[2]
+        return np.sqrt(qx * qx + qy * qy + qz * qz) - (ra + t * (rb - ra))
+
+    def eval(self, canvas, sl, X, Y, Z, native):
+        d = np.full(X.shape, _FAR)
+        for n in range(len(self.P) - 1):
+            if native:
+                r = max(self.r[n], self.r[n + 1])
+                lo = np.minimum(self.P[n], self.P[n + 1]) - r
+                hi = np.maximum(self.P[n], self.P[n + 1]) + r
+                ss = canvas.slices_for(lo, hi, margin_mm=2.0)
+                if ss is None:
+                    continue
+                rel = []
+                for s_outer, s_in in zip(sl, ss, strict=True):
+                    a0, b0 = max(s_outer.start, s_in.start), min(s_outer.stop, s_in.stop)
+                    if b0 <= a0:
+                        break
+                    rel.append(slice(a0 - s_outer.start, b0 - s_outer.start))
+                if len(rel) < 3:
+                    continue
+                rel = tuple(rel)
+                d[rel] = np.minimum(d[rel], self._segment(n, X[rel], Y[rel], Z[rel]))
+            else:
+                d = np.minimum(d, self._segment(n, X, Y, Z))
+        return d
+
+
+def smooth_noise(shape, sigma_vox, rng, dtype=np.float32) -> np.ndarray:
+    """Gaussian-filtered white noise with unit standard deviation."""
+    from scipy.ndimage import gaussian_filter
+
+    n = rng.standard_normal(shape, dtype=np.float32)
+    n = gaussian_filter(n, sigma_vox, mode="wrap")
+    sd = float(n.std())
+    return (n / (sd if sd > 0 else 1.0)).astype(dtype)

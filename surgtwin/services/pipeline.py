@@ -1,0 +1,237 @@
+"""The actions the app (and the CLI) run: open images and labels, find series, segment, mesh.
+
+Every function here calls into ``surgtwin.core`` where the real work lives. While a core module is
+still being written, a small adapter keeps the app usable (plain SimpleITK reading, a pyvista
+surface-nets mesher for display) or raises a ``SurgtwinError`` that says the feature is not
+available yet. Long functions take ``progress`` and ``cancel`` keywords.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from surgtwin.core.errors import SurgtwinError
+from surgtwin.core.progress import check, report
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+def _optional(module: str):
+    """Import a core module that may not exist yet; None when it does not."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name) or exc.name == module:
+            return None
+        raise
+
+
+# -- sample cases --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleCase:
+    name: str
+    folder: Path
+
+    @property
+    def dicom(self) -> Path:
+        return self.folder / "dicom"
+
+    @property
+    def labels_nifti(self) -> Path:
+        return self.folder / "labels.nii.gz"
+
+    @property
+    def labels_json(self) -> Path:
+        return self.folder / "labels.json"
+
+
+def sample_root() -> Path:
+    import os
+
+    env = os.environ.get("SURGTWIN_SAMPLES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "sample_dicom"
+
+
+def sample_cases(root: Path | None = None) -> list[SampleCase]:
+    """The bundled sample cases (``sample_dicom/<case>/dicom/``), in a stable order."""
+    root = sample_root() if root is None else Path(root)
+    if not root.is_dir():
+        return []
+    preferred = ["abdomen-pelvis", "cardiac-cta", "head"]
+    cases = [SampleCase(p.name, p) for p in sorted(root.iterdir()) if (p / "dicom").is_dir()]
+    return sorted(cases, key=lambda c: (preferred.index(c.name) if c.name in preferred else 99, c.name))
+
+
+def find_case_for(path: Path) -> SampleCase | None:
+    """The case a path names: a folder holding ``dicom/``, or that ``dicom/`` folder itself."""
+    path = Path(path).resolve()
+    if path.is_dir() and (path / "dicom").is_dir():
+        return SampleCase(path.name, path)
+    if path.is_dir() and path.name == "dicom":
+        return SampleCase(path.parent.name, path.parent)
+    return None
+
+
+# -- series and images ---------------------------------------------------------------------------
+@dataclass
+class SeriesInfo:
+    """Fallback series candidate (same fields as ``surgtwin.core.dicom.SeriesCandidate``)."""
+
+    series_uid: str
+    modality: str = ""
+    description: str = ""
+    shape: tuple = ()
+    spacing_mm: tuple = ()
+    orientation: str = ""
+    n_files: int = 0
+    warnings: list = field(default_factory=list)
+    loadable: bool = True
+    refusal: str | None = None
+
+    def summary(self) -> dict:
+        return dict(self.__dict__)
+
+
+def find_series(folder, *, progress=None, cancel=None) -> list:
+    """Every DICOM series candidate under ``folder`` (with warnings), before loading."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SurgtwinError("is not a folder", path=folder, hint="choose a folder that holds DICOM files")
+    dicom = _optional("surgtwin.core.dicom")
+    if dicom is not None and hasattr(dicom, "find_series"):
+        return list(dicom.find_series(folder, progress=progress))
+    import SimpleITK as sitk
+
+    report(progress, 0.1, "scanning for DICOM series")
+    out = []
+    dirs = [folder] + [p for p in sorted(folder.rglob("*")) if p.is_dir()]
+    for n, d in enumerate(dirs):
+        check(cancel)
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(d)) or ():
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(d), uid)
+            out.append(SeriesInfo(uid, description=f"{d.name}", n_files=len(files),
+                                  warnings=["series details need the surgtwin DICOM loader (not installed yet)"]))
+        report(progress, 0.1 + 0.9 * (n + 1) / len(dirs), "scanning")
+    return out
+
+
+def load_volume(path, *, series_uid=None, progress=None, cancel=None):
+    """Open a DICOM folder/file, NIfTI, NRRD or MHA as a ``Volume`` (LPS)."""
+    path = Path(path)
+    if not path.exists():
+        raise SurgtwinError("does not exist", path=path, hint="check the path or pick another file")
+    io = _optional("surgtwin.core.io")
+    if io is not None and hasattr(io, "load_volume"):
+        return io.load_volume(path, series_uid=series_uid, progress=progress, cancel=cancel)
+    import SimpleITK as sitk
+
+    from surgtwin.core.geometry import volume_from_sitk
+
+    report(progress, 0.05, f"reading {path.name}")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            uids = reader.GetGDCMSeriesIDs(str(path)) or ()
+            if not uids:
+                raise SurgtwinError("no DICOM series found in this folder", path=path,
+                                    hint="choose the folder that holds the .dcm files")
+            uid = series_uid or uids[0]
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), uid))
+            image = reader.Execute()
+            modality = "CT"
+        else:
+            image = sitk.ReadImage(str(path))
+            modality = "CT"
+    except RuntimeError as exc:
+        raise SurgtwinError(f"cannot read image ({str(exc).strip().splitlines()[-1][:200]})", path=path,
+                            hint="supported: DICOM folders, NIfTI, NRRD, MHA") from None
+    check(cancel)
+    vol = volume_from_sitk(image, modality=modality)
+    report(progress, 1.0, "loaded")
+    return vol
+
+
+def load_labels(path, reference, *, table_path=None, progress=None, cancel=None):
+    """Read a label image (NIfTI/NRRD/...) onto ``reference``'s grid, with its label table."""
+    from dataclasses import replace
+
+    from surgtwin.core.geometry import resample_to
+    from surgtwin.core.types import LabelMap, LabelTable
+
+    path = Path(path)
+    report(progress, 0.1, f"reading {path.name}")
+    vol = load_volume(path, cancel=cancel)
+    if not np.issubdtype(vol.array.dtype, np.integer):
+        vol = vol.with_array(np.rint(vol.array).astype(np.int32))
+    if not vol.same_geometry(reference, atol_mm=0.05):
+        report(progress, 0.5, "resampling labels onto the image grid")
+        vol = resample_to(vol, reference, interpolation="nearest")
+    if table_path is None:
+        for cand in (path.with_name(path.name.split(".")[0] + ".json"), path.parent / "labels.json"):
+            if cand.is_file():
+                table_path = cand
+                break
+    values = [int(v) for v in np.unique(vol.array) if v > 0]
+    if table_path is not None:
+        table = LabelTable.load(table_path)
+    else:
+        from surgtwin.core.types import Label
+
+        table = LabelTable(Label(v, f"label {v}", _default_color(v)) for v in values)
+    arr = vol.array.astype(np.uint8 if max(values, default=0) < 256 else np.uint16)
+    report(progress, 1.0, "labels loaded")
+    return LabelMap(arr, reference.affine.copy(), reference.frame_of_reference_uid, None, {}, labels=table) \
+        if not isinstance(vol, LabelMap) else replace(vol, array=arr)
+
+
+def _default_color(v: int) -> tuple[int, int, int]:
+    palette = [(230, 90, 80), (90, 170, 230), (240, 200, 80), (120, 200, 120), (200, 120, 220),
+               (250, 150, 60), (80, 200, 200), (220, 220, 220)]
+    return palette[(v - 1) % len(palette)]
+
+
+def open_case(path, *, series_uid=None, progress=None, cancel=None):
+    """Open an image; for a sample case also its reference labels. Returns (volume, labels|None, source)."""
+    from surgtwin.core.progress import scaled
+
+    path = Path(path)
+    case = find_case_for(path)
+    image_path = case.dicom if case is not None else path
+    volume = load_volume(image_path, series_uid=series_uid, progress=scaled(progress, 0, 0.8), cancel=cancel)
+    labels = None
+    if case is not None and case.labels_nifti.is_file():
+        labels = load_labels(case.labels_nifti, volume, table_path=case.labels_json if case.labels_json.is_file()
+                             else None, progress=scaled(progress, 0.8, 1.0), cancel=cancel)
+    source = {"path": str(image_path.resolve()), "series_uid": series_uid}
+    return volume, labels, source
+
+
+# -- segmentation and meshes ---------------------------------------------------------------------
+def segmentation_available() -> bool:
+    seg = _optional("surgtwin.core.segmentation")
+    return seg is not None and hasattr(seg, "segment")
+
+
+def segment(volume, *, method="classical", progress=None, cancel=None):
+    """Label map of ``volume`` from ``surgtwin.core.segmentation`` (model or classical fallback)."""
+    seg = _optional("surgtwin.core.segmentation")
+    if seg is None or not hasattr(seg, "segment"):
+        raise SurgtwinError("segmentation is not available yet in this build",
+                            hint="open a sample case (it ships reference labels) or load a label file")
+    return seg.segment(volume, method=method, progress=progress, cancel=cancel)
+
+
+def build_meshes(labelmap, *, labels=None, progress=None, cancel=None) -> dict:
+    """Surface meshes (LPS mm) of the structures of ``labelmap``: name -> mesh."""
+    mesh = _optional("surgtwin.core.mesh")
+    if mesh is not None and hasattr(mesh, "surfaces_from_labels"):
+        return mesh.surfaces_from_labels(labelmap, labels=labels, progress=progress, cancel=cancel)
+    from surgtwin.services.meshing import surfaces_for_display
+
+    return surfaces_for_display(labelmap, labels=labels, progress=progress, cancel=cancel)

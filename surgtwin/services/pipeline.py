@@ -205,9 +205,12 @@ def open_case(path, *, series_uid=None, progress=None, cancel=None):
     image_path = case.dicom if case is not None else path
     volume = load_volume(image_path, series_uid=series_uid, progress=scaled(progress, 0, 0.8), cancel=cancel)
     labels = None
-    if case is not None and case.labels_nifti.is_file():
-        labels = load_labels(case.labels_nifti, volume, table_path=case.labels_json if case.labels_json.is_file()
-                             else None, progress=scaled(progress, 0.8, 1.0), cancel=cancel)
+    folder = case.folder if case is not None else (path.parent if path.is_file() else None)
+    lab_path = folder / "labels.nii.gz" if folder is not None else None
+    if lab_path is not None and lab_path.is_file() and lab_path.resolve() != path.resolve():
+        table = folder / "labels.json"
+        labels = load_labels(lab_path, volume, table_path=table if table.is_file() else None,
+                             progress=scaled(progress, 0.8, 1.0), cancel=cancel)
     source = {"path": str(image_path.resolve()), "series_uid": series_uid}
     return volume, labels, source
 

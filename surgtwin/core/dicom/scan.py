@@ -62,7 +62,7 @@ def scan(
             continue
         for h in hs:
             if not h.has_pixels:
-                skipped.append((f, f"non-image DICOM object (SOP class {h.sop_class_uid or 'unknown'})"))
+                skipped.append((f, f"DICOM object without pixel data (SOP class {h.sop_class_uid or 'unknown'})"))
                 break
         else:
             headers.extend(hs)

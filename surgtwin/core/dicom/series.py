@@ -141,7 +141,7 @@ def group_series(headers: list[SliceHeader]) -> list[SeriesCandidate]:
                 if notes:
                     c.split_note = notes[i]
                     c.warnings.insert(0, f"series split: {notes[i]}")
-                out.append(_examine(c))
+                out.extend(_split_large_gaps(_examine(c)))
     out.sort(key=lambda c: (not c.loadable, -len(c.headers), c.series_number or 0))
     return out
 
@@ -205,6 +205,40 @@ def _split_by(uid, hs, key, what) -> list[SeriesCandidate]:
     return out
 
 
+#: a gap missing more slices than this (or more than a quarter of the series) is not interpolated:
+#: the series is split there into separate candidates instead
+MAX_FILLED_SLICES_PER_GAP = 5
+
+
+def _split_large_gaps(c: SeriesCandidate) -> list[SeriesCandidate]:
+    if not c.loadable or c.slice_positions_mm is None or len(c.headers) < 2:
+        return [c]
+    s = c.slice_positions_mm
+    d = np.diff(s)
+    med = float(np.median(d))
+    missing = np.rint(d / med).astype(int) - 1
+    limit = min(MAX_FILLED_SLICES_PER_GAP, max(1, len(s) // 4))
+    cuts = np.nonzero(missing > limit)[0]
+    if not len(cuts):
+        return [c]
+    pieces, start = [], 0
+    for cut in [*cuts.tolist(), len(s) - 1]:
+        pieces.append((start, cut + 1))
+        start = cut + 1
+    out = []
+    for n_piece, (a, b) in enumerate(pieces, 1):
+        part = _candidate(c.series_uid, c.headers[a:b])
+        part.split_note = f"contiguous part {n_piece} of {len(pieces)}"
+        part.warnings = [w for w in c.warnings if not w.startswith(("gap in the series", "non-uniform"))]
+        part = _examine(part)
+        part.warnings.insert(0, (
+            f"series split at large gap(s) ({', '.join(f'{d[k]:.1f} mm after {s[k]:.2f} mm' for k in cuts)}): "
+            f"this is contiguous part {n_piece} of {len(pieces)}, {b - a} slice(s) from {s[a]:.2f} to {s[b - 1]:.2f} mm"
+        ))
+        out.append(part)
+    return out
+
+
 def _examine(c: SeriesCandidate) -> SeriesCandidate:  # noqa: C901 - a checklist reads best flat
     hs = c.headers
     h0 = hs[0]
@@ -227,6 +261,9 @@ def _examine(c: SeriesCandidate) -> SeriesCandidate:  # noqa: C901 - a checklist
         )
     if h0.bits_allocated not in (8, 16, 32) and h0.bits_allocated != 1:
         return _refuse(c, f"{first}: unsupported BitsAllocated={h0.bits_allocated}")
+    projection = {"CR", "DX", "MG", "XA", "RF", "IO", "PX", "US", "ES", "XC", "OT", "SC"}
+    if c.modality in projection and (h0.orientation is None or h0.position is None):
+        return _refuse(c, f"a {c.modality} projection/2D image without 3D patient geometry: not a volume")
     for h in hs:
         if h.orientation is None or len(h.orientation) != 6:
             return _refuse(c, f"{h.path}: ImageOrientationPatient (0020,0037) missing or malformed")

@@ -1,0 +1,27 @@
+"""`surgtwin convert INPUT OUT.nii.gz`: load a series/image and write it as NIfTI/NRRD/MHA."""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("convert", help="convert a DICOM series (or image file) to NIfTI/NRRD/MHA")
+    p.add_argument("input", help="DICOM folder or file, or a NIfTI/NRRD/MHA file")
+    p.add_argument("output", help="output file: .nii.gz, .nii, .nrrd or .mha")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to convert (default: most slices)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse series that need resampling (gaps, uneven spacing, gantry tilt)")
+    return p
+
+
+def run(args) -> int:
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.io import load_volume, save_volume
+
+    vol = load_volume(args.input, series_uid=args.series, allow_resample=not args.strict,
+                      progress=ProgressBar("loading"))
+    for w in vol.metadata.get("warnings", []):
+        print(f"warning: {w}")
+    out = save_volume(vol, args.output)
+    sp = "x".join(f"{s:.4g}" for s in vol.spacing_mm)
+    print(f"wrote {out} ({'x'.join(map(str, vol.shape))} voxels, spacing {sp} mm, {vol.array.dtype})")
+    return 0

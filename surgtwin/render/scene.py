@@ -1,0 +1,177 @@
+"""The 3D scene: paints scene objects (structure meshes now; implants, trajectories later) onto any
+pyvista plotter (a Qt ``QtInteractor`` or an offscreen ``pv.Plotter``). No Qt here.
+
+Scene objects are keyed, so a later issue adds e.g. ``("implant", "screw-1")`` objects without
+touching the painter. All coordinates are LPS mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: camera direction (from focal point to camera, LPS) and view-up per standard view
+STANDARD_VIEWS = {
+    "A": ((0, -1, 0), (0, 0, 1)),
+    "P": ((0, 1, 0), (0, 0, 1)),
+    "L": ((1, 0, 0), (0, 0, 1)),
+    "R": ((-1, 0, 0), (0, 0, 1)),
+    "S": ((0, 0, 1), (0, -1, 0)),
+    "I": ((0, 0, -1), (0, -1, 0)),
+}
+
+
+@dataclass
+class SceneObject:
+    key: tuple[str, str]  # (kind, name), e.g. ("structure", "liver")
+    vertices: np.ndarray  # (N, 3) LPS mm
+    faces: np.ndarray  # (M, 3) triangles
+    color: tuple[int, int, int] = (200, 200, 200)
+    opacity: float = 1.0
+    visible: bool = True
+    value: int | None = None  # label value for structures
+
+
+def polydata(vertices: np.ndarray, faces: np.ndarray):
+    import pyvista as pv
+
+    f = np.asarray(faces, dtype=np.int64)
+    cells = np.hstack([np.full((len(f), 1), 3, dtype=np.int64), f]).ravel()
+    return pv.PolyData(np.asarray(vertices, dtype=np.float64), cells)
+
+
+def structure_objects(meshes: dict, display: dict) -> dict:
+    """Scene objects for the session's meshes with their display settings (by label value)."""
+    out = {}
+    for name, m in meshes.items():
+        d = display.get(int(m.value))
+        colour = tuple(getattr(m, "colour", None) or getattr(m, "color", (200, 200, 200)))
+        out[("structure", name)] = SceneObject(
+            ("structure", name), m.vertices, m.faces,
+            color=d.color if d else colour, opacity=d.opacity_3d if d else 1.0,
+            visible=d.visible if d else True, value=int(m.value))
+    return out
+
+
+def image_data(volume, *, max_dim: int = 160):
+    """The volume as a pyvista ImageData in LPS (subsampled to at most ``max_dim`` per axis)."""
+    import pyvista as pv
+
+    step = [max(1, int(np.ceil(n / max_dim))) for n in volume.shape]
+    arr = volume.array[:: step[0], :: step[1], :: step[2]]
+    aff = volume.affine[:3, :3] * np.asarray(step, float)  # columns (k, j, i)
+    cols_ijk = aff[:, ::-1]
+    spacing = np.linalg.norm(cols_ijk, axis=0)
+    img = pv.ImageData(dimensions=arr.shape[::-1], spacing=spacing, origin=volume.affine[:3, 3],
+                       direction_matrix=cols_ijk / spacing)
+    img.point_data["HU"] = np.ascontiguousarray(arr).ravel(order="C").astype(np.float32)
+    return img
+
+
+class ScenePainter:
+    """Keeps a plotter's actors in step with a dict of ``SceneObject``s."""
+
+    def __init__(self, plotter) -> None:
+        self.plotter = plotter
+        self.actors: dict = {}
+        self._objects: dict = {}
+        self._cross_actor = None
+        self._volume_actor = None
+
+    def sync(self, objects: dict, *, kind: str | None = None) -> None:
+        """Make the scene show exactly ``objects`` (of ``kind`` only, when given)."""
+        for key in [k for k in self.actors if (kind is None or k[0] == kind) and k not in objects]:
+            self.plotter.remove_actor(self.actors.pop(key), render=False)
+            self._objects.pop(key, None)
+        for key, obj in objects.items():
+            old = self._objects.get(key)
+            if old is not None and old.vertices is obj.vertices and old.faces is obj.faces and key in self.actors:
+                self.update(key, color=obj.color, opacity=obj.opacity, visible=obj.visible)
+                continue
+            if key in self.actors:
+                self.plotter.remove_actor(self.actors.pop(key), render=False)
+            actor = self.plotter.add_mesh(polydata(obj.vertices, obj.faces), color=np.asarray(obj.color) / 255.0,
+                                          opacity=obj.opacity, smooth_shading=True, name="/".join(key),
+                                          specular=0.3, specular_power=20, render=False, reset_camera=False)
+            actor.SetVisibility(obj.visible)
+            self.actors[key] = actor
+            self._objects[key] = obj
+
+    def update(self, key, *, color=None, opacity=None, visible=None) -> None:
+        actor = self.actors.get(key)
+        if actor is None:
+            return
+        prop = actor.GetProperty()
+        if color is not None:
+            prop.SetColor(*(np.asarray(color, float) / 255.0))
+        if opacity is not None:
+            prop.SetOpacity(float(opacity))
+        if visible is not None:
+            actor.SetVisibility(bool(visible))
+
+    def pick_key(self, actor):
+        for key, a in self.actors.items():
+            if a is actor:
+                return key
+        return None
+
+    def set_crosshair(self, lps, size_mm: float = 6.0) -> None:
+        import pyvista as pv
+
+        sphere = pv.Sphere(radius=size_mm / 2, center=np.asarray(lps, float), theta_resolution=16, phi_resolution=16)
+        if self._cross_actor is not None:
+            self.plotter.remove_actor(self._cross_actor, render=False)
+        self._cross_actor = self.plotter.add_mesh(sphere, color=(1.0, 0.85, 0.1), name="crosshair", pickable=False,
+                                                  render=False, reset_camera=False)
+
+    def set_volume(self, volume, preset: str | None) -> None:
+        """Volume rendering of ``volume`` with a CT preset; ``preset=None`` removes it."""
+        from surgtwin.render.presets import VOLUME_PRESETS
+
+        if self._volume_actor is not None:
+            self.plotter.remove_actor(self._volume_actor, render=False)
+            self._volume_actor = None
+        if volume is None or preset is None:
+            return
+        import vtk
+
+        hu, alpha, rgb = VOLUME_PRESETS[preset]
+        img = image_data(volume)
+        otf = vtk.vtkPiecewiseFunction()
+        ctf = vtk.vtkColorTransferFunction()
+        for h, a, c in zip(hu, alpha, rgb, strict=True):
+            otf.AddPoint(h, a)
+            ctf.AddRGBPoint(h, *c)
+        mapper = vtk.vtkSmartVolumeMapper()
+        mapper.SetInputData(img)
+        mapper.SetBlendModeToComposite()
+        prop = vtk.vtkVolumeProperty()
+        prop.SetScalarOpacity(otf)
+        prop.SetColor(ctf)
+        prop.SetInterpolationTypeToLinear()
+        prop.ShadeOn()
+        prop.SetScalarOpacityUnitDistance(float(np.mean(img.spacing)) * 1.5)
+        vol = vtk.vtkVolume()
+        vol.SetMapper(mapper)
+        vol.SetProperty(prop)
+        vol.SetPickable(False)
+        self.plotter.renderer.AddVolume(vol)
+        self._volume_actor = vol
+
+    def standard_view(self, name: str, *, bounds=None) -> None:
+        direction, up = STANDARD_VIEWS[name]
+        cam = self.plotter.camera
+        b = bounds if bounds is not None else self.plotter.bounds
+        centre = np.array([(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2])
+        dist = max(1.0, float(np.linalg.norm([b[1] - b[0], b[3] - b[2], b[5] - b[4]]))) * 1.6
+        cam.focal_point = centre
+        cam.position = centre + np.asarray(direction, float) * dist
+        cam.up = up
+        self.plotter.reset_camera(render=False)
+        self.plotter.reset_camera_clipping_range()
+
+
+def add_orientation_marker(plotter) -> None:
+    """LPS axes marker (x = L, y = P, z = S) in the corner."""
+    plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=2, color="white")

@@ -1,0 +1,156 @@
+"""MPR slice extraction and colouring (numpy only; no Qt, no VTK).
+
+Each plane is shown the radiological way: axial seen from the feet (patient left on screen right,
+anterior up), coronal seen from the front (patient left on screen right, superior up), sagittal seen
+from the patient's left (anterior on screen left, superior up). ``PlaneMapping`` says which array axis
+(of (slice, row, column)) runs along the screen's columns and rows and across slices, with flips;
+it is picked from the affine, so any axis-aligned acquisition shows upright (an oblique one shows at
+its nearest axis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PLANES = ("axial", "coronal", "sagittal")
+#: plane -> (LPS axis across slices, LPS direction of screen-right, LPS direction of screen-down)
+_SCREEN = {
+    "axial": (2, (0, +1), (1, +1)),  # right = +L, down = +P
+    "coronal": (1, (0, +1), (2, -1)),  # right = +L, down = -S
+    "sagittal": (0, (1, +1), (2, -1)),  # right = +P, down = -S
+}
+#: orientation letters at the screen's left, right, top, bottom edges
+EDGE_LETTERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
+
+
+@dataclass(frozen=True)
+class PlaneMapping:
+    plane: str
+    slice_axis: int
+    row_axis: int
+    col_axis: int
+    flip_rows: bool
+    flip_cols: bool
+    slice_sign: int  # +1 when increasing the slice index moves towards +S / +P / +L
+    n_slices: int
+    n_rows: int
+    n_cols: int
+    row_spacing_mm: float
+    col_spacing_mm: float
+
+    def slice_from_index(self, kji) -> int:
+        return int(round(kji[self.slice_axis]))
+
+    def pixel_from_index(self, kji) -> tuple[float, float]:
+        """(row, col) on screen of a continuous index (k, j, i)."""
+        r = kji[self.row_axis]
+        c = kji[self.col_axis]
+        if self.flip_rows:
+            r = self.n_rows - 1 - r
+        if self.flip_cols:
+            c = self.n_cols - 1 - c
+        return float(r), float(c)
+
+    def index_from_pixel(self, slice_index: float, row: float, col: float) -> np.ndarray:
+        if self.flip_rows:
+            row = self.n_rows - 1 - row
+        if self.flip_cols:
+            col = self.n_cols - 1 - col
+        kji = np.zeros(3)
+        kji[self.slice_axis] = slice_index
+        kji[self.row_axis] = row
+        kji[self.col_axis] = col
+        return kji
+
+
+def plane_mapping(affine: np.ndarray, shape, plane: str) -> PlaneMapping:
+    if plane not in _SCREEN:
+        raise ValueError(f"plane must be one of {PLANES}")
+    direction = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    # which array axis lies along each LPS axis (greedy on the largest cosines)
+    owner = {}
+    free = [0, 1, 2]
+    for lps in np.argsort(-np.max(np.abs(direction), axis=1)):
+        ax = max(free, key=lambda a: abs(direction[lps, a]))
+        owner[int(lps)] = ax
+        free.remove(ax)
+    normal_lps, (right_lps, right_sign), (down_lps, down_sign) = _SCREEN[plane]
+    s_ax, c_ax, r_ax = owner[normal_lps], owner[right_lps], owner[down_lps]
+    flip_cols = np.sign(direction[right_lps, c_ax]) != right_sign
+    flip_rows = np.sign(direction[down_lps, r_ax]) != down_sign
+    return PlaneMapping(plane, s_ax, r_ax, c_ax, bool(flip_rows), bool(flip_cols),
+                        1 if direction[normal_lps, s_ax] > 0 else -1, int(shape[s_ax]), int(shape[r_ax]),
+                        int(shape[c_ax]), float(spacing[r_ax]), float(spacing[c_ax]))
+
+
+def extract(array: np.ndarray, m: PlaneMapping, slice_index: int) -> np.ndarray:
+    """The 2D slice as (screen rows, screen columns): a view, no copy."""
+    s = np.take(array, int(np.clip(slice_index, 0, m.n_slices - 1)), axis=m.slice_axis)
+    remaining = [a for a in range(3) if a != m.slice_axis]
+    if remaining.index(m.row_axis) == 1:
+        s = s.T
+    if m.flip_rows:
+        s = s[::-1, :]
+    if m.flip_cols:
+        s = s[:, ::-1]
+    return s
+
+
+def window_to_gray(slice2d: np.ndarray, width: float, level: float) -> np.ndarray:
+    """Window/level to uint8 (0 = level - width/2, 255 = level + width/2)."""
+    lo = level - width / 2.0
+    scale = 255.0 / max(width, 1e-6)
+    out = (slice2d.astype(np.float32) - np.float32(lo)) * np.float32(scale)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
+
+
+def gray_to_bgra(gray: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) -> (H, W, 4) uint8 in the byte order of QImage.Format_RGB32 on little-endian."""
+    h, w = gray.shape
+    out = np.empty((h, w, 4), dtype=np.uint8)
+    out[..., 0] = gray
+    out[..., 1] = gray
+    out[..., 2] = gray
+    out[..., 3] = 255
+    return out
+
+
+def label_lut(display: dict, max_value: int) -> np.ndarray:
+    """(max_value+1, 4) RGBA uint8 lookup table from ``{value: StructureDisplay}`` (hidden -> alpha 0)."""
+    lut = np.zeros((max(int(max_value), max(display, default=0)) + 1, 4), dtype=np.uint8)
+    for v, d in display.items():
+        if d.visible and v < len(lut):
+            lut[v, :3] = d.color
+            lut[v, 3] = int(round(255 * d.opacity_2d))
+    return lut
+
+
+def blend_labels(bgra: np.ndarray, labels2d: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Alpha-blend a label slice (through an RGBA LUT) over a BGRA image, in place; returns it."""
+    lab = np.clip(labels2d, 0, len(lut) - 1)
+    if not lab.any():
+        return bgra
+    rgba = lut[lab]
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    nz = a[..., 0] > 0
+    if not nz.any():
+        return bgra
+    src = bgra[nz, :3].astype(np.float32)
+    col = rgba[nz][:, [2, 1, 0]].astype(np.float32)  # RGB -> BGR
+    an = a[nz]
+    bgra[nz, :3] = (src * (1 - an) + col * an).astype(np.uint8)
+    return bgra
+
+
+def label_edges(labels2d: np.ndarray) -> np.ndarray:
+    """Boolean mask of label boundary pixels (for outline drawing)."""
+    e = np.zeros(labels2d.shape, dtype=bool)
+    e[:-1, :] |= labels2d[:-1, :] != labels2d[1:, :]
+    e[1:, :] |= labels2d[1:, :] != labels2d[:-1, :]
+    e[:, :-1] |= labels2d[:, :-1] != labels2d[:, 1:]
+    e[:, 1:] |= labels2d[:, 1:] != labels2d[:, :-1]
+    return e & (labels2d > 0)

@@ -266,3 +266,47 @@ def import_mesh(
                             hint="ask the vendor for a watertight model")
     mesh = StructureMesh(name or path.stem, int(label), tuple(int(c) for c in color), v, f, vertex_normals(v, f), q)
     return mesh
+
+
+def write_tet_mesh(tet, stem) -> list[Path]:
+    """Write a ``TetMesh`` as ``STEM.vtu`` (VTK, cell data "region" and "mean_hu") and ``STEM.npz``
+    (nodes_mm, elements, regions, mean_hu, region values/names; load with numpy for scikit-fem)."""
+    import json
+
+    import vtk
+    from vtk.util import numpy_support
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    npz = stem.with_suffix(".npz")
+    vtu = stem.with_suffix(".vtu")
+    extra = {} if tet.mean_hu is None else {"mean_hu": tet.mean_hu}
+    try:
+        np.savez_compressed(
+            npz, nodes_mm=tet.nodes, elements=tet.elements, regions=tet.regions,
+            region_names=json.dumps({str(k): v for k, v in tet.region_names.items()}), **extra,
+        )
+    except OSError as exc:
+        raise SurgtwinError(f"cannot write tet mesh ({exc.strerror or exc})", path=npz) from None
+    grid = vtk.vtkUnstructuredGrid()
+    pts = vtk.vtkPoints()
+    pts.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(tet.nodes, np.float64), deep=True))
+    grid.SetPoints(pts)
+    cells = vtk.vtkCellArray()
+    offsets = numpy_support.numpy_to_vtk(np.arange(0, 4 * len(tet.elements) + 1, 4, dtype=np.int64), deep=True)
+    conn = numpy_support.numpy_to_vtk(np.ascontiguousarray(tet.elements, np.int64).ravel(), deep=True)
+    cells.SetData(offsets, conn)
+    grid.SetCells(vtk.VTK_TETRA, cells)
+    for name, values in (("region", tet.regions), ("mean_hu", tet.mean_hu)):
+        if values is not None:
+            a = numpy_support.numpy_to_vtk(np.ascontiguousarray(values), deep=True)
+            a.SetName(name)
+            grid.GetCellData().AddArray(a)
+    w = vtk.vtkXMLUnstructuredGridWriter()
+    w.SetFileName(str(vtu))
+    w.SetInputData(grid)
+    w.SetDataModeToAppended()
+    w.SetCompressorTypeToZLib()
+    if not w.Write():
+        raise SurgtwinError("VTK could not write the tet mesh", path=vtu)
+    return [vtu, npz]

@@ -18,10 +18,10 @@ class DisplayMesh:
     """Same fields as ``surgtwin.core.mesh.StructureMesh``: vertices (N, 3) LPS mm, faces (M, 3)."""
 
     name: str
-    value: int
+    label: int
+    color: tuple[int, int, int]
     vertices: np.ndarray
     faces: np.ndarray
-    colour: tuple[int, int, int] = (200, 200, 200)
 
 
 def surfaces_for_display(labelmap, *, labels=None, progress=None, cancel=None) -> dict[str, DisplayMesh]:
@@ -51,6 +51,6 @@ def surfaces_for_display(labelmap, *, labels=None, progress=None, cancel=None) -
         kji = ijk[:, ::-1] + np.array([s.start for s in box], dtype=np.float64)
         verts = labelmap.index_to_world(kji)
         faces = np.asarray(surf.faces).reshape(-1, 4)[:, 1:].astype(np.int64)
-        out[lab.name] = DisplayMesh(lab.name, lab.value, verts, faces, tuple(lab.color))
+        out[lab.name] = DisplayMesh(lab.name, lab.value, tuple(lab.color), verts, faces)
     report(progress, 1.0, f"{len(out)} surfaces")
     return out

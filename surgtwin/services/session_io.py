@@ -49,6 +49,7 @@ def save_session(session, folder, *, view: dict | None = None, progress=None, ca
     """Write ``session`` to ``folder`` atomically; returns the folder path."""
     from surgtwin.core.geometry import volume_to_sitk
     from surgtwin.core.progress import check, report
+    from surgtwin.render.scene import mesh_value
 
     folder = Path(folder)
     if session.volume is None:
@@ -75,7 +76,7 @@ def save_session(session, folder, *, view: dict | None = None, progress=None, ca
                 arrays[f"v{i}"] = np.asarray(m.vertices, dtype=np.float32)
                 arrays[f"f{i}"] = np.asarray(m.faces, dtype=np.int32)
             arrays["names"] = np.array(list(session.meshes), dtype=str)
-            arrays["values"] = np.array([int(m.value) for m in session.meshes.values()], dtype=np.int32)
+            arrays["values"] = np.array([mesh_value(m) for m in session.meshes.values()], dtype=np.int32)
             np.savez_compressed(tmp / "meshes.npz", **arrays)
             files["meshes"] = "meshes.npz"
         doc = {
@@ -168,8 +169,8 @@ def open_session(folder, session, *, progress=None, cancel=None) -> dict:
             for i, (name, value) in enumerate(zip(z["names"], z["values"], strict=True)):
                 colour = labels.labels[int(value)].color if labels is not None and int(value) in labels.labels \
                     else (200, 200, 200)
-                meshes[str(name)] = DisplayMesh(str(name), int(value), z[f"v{i}"].astype(np.float64),
-                                                z[f"f{i}"].astype(np.int64), colour)
+                meshes[str(name)] = DisplayMesh(str(name), int(value), tuple(colour), z[f"v{i}"].astype(np.float64),
+                                                z[f"f{i}"].astype(np.int64))
     return {"doc": doc, "volume": volume, "labels": labels, "meshes": meshes,
             "source": {"path": vol_ref["path"], "series_uid": vol_ref.get("series_uid")},
             "measurements": [Measurement(m["kind"], [tuple(p) for p in m["points_lps"]], m.get("plane"))

@@ -241,6 +241,10 @@ def _fast_read(path: str, head: bytes, file_size: int) -> SliceHeader | None:
         if ts in UNCOMPRESSED_SYNTAXES and length != _UNDEFINED:
             h.pixel_offset = out["_pixel_value_at"]
             h.pixel_length = length
+            if h.pixel_offset + length > file_size:
+                h.extra["truncated"] = (
+                    f"pixel data declares {length} bytes but the file ends after {file_size - h.pixel_offset}"
+                )
     return h
 
 

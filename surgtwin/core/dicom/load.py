@@ -177,9 +177,10 @@ def regularise(c: SeriesCandidate, arr: np.ndarray) -> np.ndarray:
         for k, h in enumerate(hs):
             # in-plane offset of this slice's origin from the orthogonal grid's origin for slice k
             off = np.asarray(h.position) - (p0 + n * (s[k] - s[0]))
-            shift_rc = np.array([off @ col_cos / ps[0], off @ row_cos / ps[1]])
-            # target voxel (j, i) sits at source pixel (j, i) - shift
-            ndimage.shift(work[k], -shift_rc, output=result[k], order=1, mode="constant", cval=fill)
+            # rounded to 1e-4 pixel: header precision, and keeps exact-pixel shifts from losing an edge row
+            shift_rc = np.round(np.array([off @ col_cos / ps[0], off @ row_cos / ps[1]]), 4)
+            # target voxel (j, i) shows source pixel (j, i) - shift; ndimage.shift does out[x] = in[x - shift]
+            ndimage.shift(work[k], shift_rc, output=result[k], order=1, mode="constant", cval=fill)
         arr = result
     t = c.target_positions_mm
     if len(t) != len(s) or not np.allclose(t, s, atol=1e-3):

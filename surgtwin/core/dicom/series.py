@@ -130,6 +130,15 @@ def group_series(headers: list[SliceHeader]) -> list[SeriesCandidate]:
         by_uid[h.series_uid].append(h)
     out: list[SeriesCandidate] = []
     for uid, hs in by_uid.items():
+        bad = [h for h in hs if not h.orientation or not h.position or not h.pixel_spacing]
+        if bad and len(bad) < len(hs):
+            # some files of the series lack geometry: never load the rest as if nothing were missing
+            h = bad[0]
+            tag = ("ImageOrientationPatient (0020,0037)" if not h.orientation else
+                   "ImagePositionPatient (0020,0032)" if not h.position else "PixelSpacing (0028,0030)")
+            out.append(_refuse(_candidate(uid, hs), f"{h.path}: {tag} missing or malformed "
+                                                    f"({len(bad)} of {len(hs)} files of the series)"))
+            continue
         parts: dict = defaultdict(list)
         for h in hs:
             parts[_split_key(h)].append(h)

@@ -1,0 +1,67 @@
+"""`surgtwin segment INPUT --out labels.nii.gz`: organ segmentation of a CT (model or classical).
+
+Writes the label map with exactly the input's geometry and, beside it, ``<name>.json`` with the
+label table (value, name, colour, code) and per-structure volume (ml) and confidence.
+"""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("segment", help="segment organs and structures of a CT (NOT FOR CLINICAL USE)")
+    p.add_argument("input", help="DICOM folder or file, or a NIfTI/NRRD/MHA file (CT in HU)")
+    p.add_argument("--out", "-o", required=True, help="output label map: .nii.gz, .nii, .nrrd or .mha")
+    p.add_argument("--bundle", metavar="DIR", help="a MONAI bundle folder (default: the bundled model)")
+    p.add_argument("--method", choices=("model", "classical"), default="model",
+                   help="'model' (default) or 'classical' (bone + contrast vessels, no model)")
+    p.add_argument("--seed", metavar="X,Y,Z", help="classical: a point in a contrast-filled vessel (LPS mm)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to use from a DICOM folder")
+    return p
+
+
+def json_path_for(out) -> "Path":  # noqa: UP037
+    from pathlib import Path
+
+    out = Path(out)
+    name = out.name
+    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
+        if name.lower().endswith(ext):
+            return out.with_name(name[: -len(ext)] + ".json")
+    return out.with_name(name + ".json")
+
+
+def run(args) -> int:
+    import json
+
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.errors import SurgtwinError
+    from surgtwin.core.io import load_volume, save_volume
+    from surgtwin.core.segmentation import segment
+
+    options = {}
+    if args.seed:
+        if args.method != "classical":
+            raise SurgtwinError("--seed is only used with --method classical")
+        try:
+            options["seed_lps"] = [float(v) for v in args.seed.split(",")]
+            assert len(options["seed_lps"]) == 3
+        except (ValueError, AssertionError):
+            raise SurgtwinError(f"--seed must be three numbers X,Y,Z in LPS mm, got {args.seed!r}") from None
+    vol = load_volume(args.input, series_uid=args.series, progress=ProgressBar("loading"))
+    if vol.modality is None:
+        vol = type(vol)(vol.array, vol.affine, vol.frame_of_reference_uid, "CT", vol.metadata)
+    res = segment(vol, method=args.method, bundle=args.bundle, device=args.device,
+                  progress=ProgressBar("segmenting"), **options)
+    out = save_volume(res.labels, args.out)
+    side = json_path_for(out)
+    side.write_text(json.dumps(res.to_json(), indent=2) + "\n")
+    print(f"wrote {out} and {side}")
+    print(f"{'structure':<24} {'volume ml':>10} {'confidence':>10}")
+    for s in res.structures:
+        conf = "" if s.confidence is None else f"{s.confidence:.3f}"
+        print(f"{s.name:<24} {s.volume_ml:>10.1f} {conf:>10}")
+    for w in res.warnings:
+        print(f"warning: {w}")
+    print("NOT FOR CLINICAL USE")
+    return 0

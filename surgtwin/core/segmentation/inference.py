@@ -1,0 +1,283 @@
+"""Model inference: model grid, HU window, sliding window with Gaussian blending, post-processing,
+and the way back onto the source grid (exactly the input's shape and affine).
+
+Steps (each a function, so tests and the benchmark can call them one by one):
+
+1. ``model_grid``: an axis-aligned grid at the bundle's spacing, oriented as the bundle's ``axcodes``,
+   covering the input's extent (any input orientation, oblique included).
+2. ``preprocess``: linear resampling of HU onto that grid (air outside), clip to the HU window, scale.
+3. ``predict_probabilities``: MONAI ``sliding_window_inference`` (overlap, Gaussian blending, batched
+   windows, ``torch.inference_mode``), softmax. Progress and cancel are checked per batch of windows.
+4. ``postprocess``: largest connected component for structures anatomy says are one piece, hole filling
+   (holes that are background only; a tumour inside the liver stays a tumour).
+5. ``to_source``: nearest-neighbour labels onto the source grid, then the voxels near a boundary get
+   the argmax of trilinearly interpolated probabilities (smooth, sub-model-voxel boundaries).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from surgtwin.core.errors import SurgtwinError
+from surgtwin.core.progress import CancelToken, ProgressFn, check, report
+from surgtwin.core.types import LabelMap, Volume
+
+AIR_HU = -1024.0
+
+
+def model_grid(volume: Volume, spacing_mm, axcodes: str) -> Volume:
+    """An empty (uint8) Volume on the model's grid covering ``volume``'s extent."""
+    from surgtwin.core.segmentation.bundle import axcodes_directions
+
+    d = axcodes_directions(axcodes)
+    sp = np.asarray(spacing_mm, dtype=np.float64)
+    shape = np.asarray(volume.shape)
+    corners = np.array([[a, b, c] for a in (0, shape[0] - 1) for b in (0, shape[1] - 1) for c in (0, shape[2] - 1)],
+                       dtype=np.float64)
+    world = volume.index_to_world(corners)
+    proj = world @ d  # coordinates along the model axes (mm)
+    lo, hi = proj.min(axis=0), proj.max(axis=0)
+    n = np.floor((hi - lo) / sp + 1e-6).astype(int) + 1
+    # centre the grid on the input's extent
+    lo = lo + ((hi - lo) - (n - 1) * sp) / 2.0
+    affine = np.eye(4)
+    affine[:3, :3] = d * sp
+    affine[:3, 3] = d @ lo
+    return Volume(np.zeros(tuple(int(x) for x in n), dtype=np.uint8), affine)
+
+
+def preprocess(volume: Volume, grid: Volume, hu_window, value_range) -> np.ndarray:
+    """HU volume -> float32 network input on ``grid`` (linear interpolation, air outside the scan)."""
+    from surgtwin.core.geometry import resample_to
+
+    src = volume
+    if not np.issubdtype(volume.array.dtype, np.floating) and volume.array.dtype != np.int16:
+        src = volume.with_array(volume.array.astype(np.float32))
+    res = resample_to(src, grid, interpolation="linear", default_value=AIR_HU).array
+    return normalise(res, hu_window, value_range)
+
+
+def normalise(hu: np.ndarray, hu_window, value_range) -> np.ndarray:
+    a0, a1 = hu_window
+    b0, b1 = value_range
+    out = np.clip(hu.astype(np.float32, copy=False), a0, a1)
+    out -= a0
+    out *= (b1 - b0) / (a1 - a0)
+    out += b0
+    return out
+
+
+def count_windows(shape, roi, overlap: float) -> int:
+    n = 1
+    for s, r in zip(shape, roi, strict=True):
+        step = max(int(r * (1 - overlap)), 1)
+        n *= 1 if s <= r else math.ceil((s - r) / step) + 1
+    return n
+
+
+def predict_probabilities(
+    net,
+    image: np.ndarray,
+    *,
+    roi_size,
+    pad_value: float,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+):
+    """Softmax probabilities (torch float32 tensor, C x D x H x W) of ``image`` (D x H x W)."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    total = max(1, math.ceil(count_windows(image.shape, roi_size, overlap) / sw_batch_size))
+    done = [0]
+
+    def predictor(x):
+        check(cancel)
+        y = net(x)
+        done[0] += 1
+        report(progress, done[0] / total, f"network: window batch {done[0]}/{total}")
+        return y
+
+    x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
+    with torch.inference_mode():
+        logits = sliding_window_inference(
+            x,
+            roi_size=tuple(int(r) for r in roi_size),
+            sw_batch_size=sw_batch_size,
+            predictor=predictor,
+            overlap=overlap,
+            mode="gaussian",
+            padding_mode="constant",
+            cval=float(pad_value),
+        )
+        probs = torch.softmax(logits[0].float(), dim=0).cpu()
+    return probs
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+def postprocess(channels: np.ndarray, names, *, single_component=(), fill_holes=()) -> np.ndarray:
+    """Largest component / hole filling per named structure on a channel-index label array."""
+    from scipy import ndimage
+
+    out = channels.copy()
+    for c, name in enumerate(names):
+        if c == 0 or (name not in single_component and name not in fill_holes):
+            continue
+        mask = out == c
+        if not mask.any():
+            continue
+        idx = np.argwhere(mask)
+        lo = np.maximum(idx.min(axis=0) - 1, 0)
+        hi = np.minimum(idx.max(axis=0) + 2, out.shape)
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        sub = out[sl]
+        m = sub == c
+        if name in single_component:
+            keep = _largest_component(m)
+            sub[m & ~keep] = 0
+            m = keep
+        if name in fill_holes:
+            filled = ndimage.binary_fill_holes(m)
+            sub[filled & (sub == 0)] = c
+    return out
+
+
+def to_source(
+    channels: np.ndarray,
+    probs,
+    grid: Volume,
+    source: Volume,
+    *,
+    refine: bool = True,
+    chunk: int = 1 << 20,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """Channel labels on the model grid -> channel labels on exactly ``source``'s grid."""
+    from scipy import ndimage
+
+    from surgtwin.core.geometry import resample_to
+
+    lab_grid = grid.with_array(channels.astype(np.uint8 if channels.max() < 256 else np.uint16))
+    nearest = resample_to(lab_grid, source.with_array(np.zeros(source.shape, np.uint8)),
+                          interpolation="nearest", default_value=0).array
+    if not refine or probs is None:
+        return nearest
+    import torch
+
+    edge = ndimage.maximum_filter(channels, size=3) != ndimage.minimum_filter(channels, size=3)
+    edge_src = resample_to(grid.with_array(edge.astype(np.uint8)),
+                           source.with_array(np.zeros(source.shape, np.uint8)),
+                           interpolation="nearest", default_value=0).array.astype(bool)
+    pts = np.argwhere(edge_src)
+    if len(pts) == 0:
+        return nearest
+    # index on the source grid -> continuous index on the model grid
+    m = np.linalg.inv(grid.affine) @ source.affine
+    shape = np.asarray(grid.shape, dtype=np.float64)
+    scale = 2.0 / np.maximum(shape - 1, 1)
+    p5 = probs[None]  # 1 x C x D x H x W
+    out_vals = np.empty(len(pts), dtype=nearest.dtype)
+    for s in range(0, len(pts), chunk):
+        check(cancel)
+        q = pts[s:s + chunk].astype(np.float64) @ m[:3, :3].T + m[:3, 3]
+        g = (q * scale - 1.0)[:, ::-1].astype(np.float32)  # grid_sample wants (x=W, y=H, z=D)
+        gt = torch.from_numpy(np.ascontiguousarray(g)).view(1, 1, 1, -1, 3)
+        with torch.inference_mode():
+            v = torch.nn.functional.grid_sample(p5, gt, mode="bilinear", padding_mode="border", align_corners=True)
+        out_vals[s:s + chunk] = v[0, :, 0, 0, :].argmax(dim=0).numpy().astype(nearest.dtype)
+    nearest[edge_src] = out_vals
+    return nearest
+
+
+@dataclass
+class ModelOutput:
+    channels_source: np.ndarray  # channel index per source voxel
+    channels_grid: np.ndarray
+    probs_grid: object  # torch tensor C x D x H x W
+    grid: Volume
+    timings_s: dict
+
+
+def run_model(
+    volume: Volume,
+    bundle,
+    *,
+    net=None,
+    device: str | None = None,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    postprocessing: bool = True,
+    refine: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> ModelOutput:
+    """The whole model path on one volume; returns channel indices on the source grid and more."""
+    import torch
+
+    from surgtwin.core.progress import scaled
+
+    t = {}
+    t0 = time.perf_counter()
+    bundle.check_input(volume)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    report(progress, 0.0, "loading model")
+    if net is None:
+        net = bundle.build_network(device)
+    check(cancel)
+    t["load_model"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    report(progress, 0.03, "resampling to the model grid")
+    grid = model_grid(volume, bundle.spacing_mm, bundle.axcodes)
+    if np.prod(grid.shape) > 600**3:
+        raise SurgtwinError(f"the volume covers {grid.shape} model voxels, far more than a body scan",
+                            hint="check the file's voxel spacing")
+    image = preprocess(volume, grid, bundle.hu_window, bundle.value_range)
+    pad = float(normalise(np.array([AIR_HU]), bundle.hu_window, bundle.value_range)[0])
+    t["preprocess"] = time.perf_counter() - t1
+    check(cancel)
+    t2 = time.perf_counter()
+    probs = predict_probabilities(
+        net, image, roi_size=bundle.roi_size, pad_value=pad, overlap=overlap, sw_batch_size=sw_batch_size,
+        device=device, progress=scaled(progress, 0.05, 0.85), cancel=cancel,
+    )
+    del image
+    t["network"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    report(progress, 0.86, "post-processing")
+    raw = probs.argmax(dim=0).numpy().astype(np.uint8 if bundle.out_channels < 256 else np.int16)
+    if postprocessing:
+        post = postprocess(raw, bundle.channel_names, single_component=bundle.single_component, fill_holes=bundle.fill_holes)
+        changed = post != raw
+        if changed.any():  # removed islands / filled holes: make the probabilities agree
+            idx = np.nonzero(changed)
+            onehot = torch.zeros((probs.shape[0], len(idx[0])), dtype=probs.dtype)
+            onehot[torch.from_numpy(post[idx].astype(np.int64)), torch.arange(len(idx[0]))] = 1.0
+            probs[:, idx[0], idx[1], idx[2]] = onehot
+    else:
+        post = raw
+    t["postprocess"] = time.perf_counter() - t3
+    check(cancel)
+    t4 = time.perf_counter()
+    report(progress, 0.92, "back to the source grid")
+    src = to_source(post, probs, grid, volume, refine=refine, cancel=cancel)
+    t["to_source"] = time.perf_counter() - t4
+    t["total"] = time.perf_counter() - t0
+    return ModelOutput(src, post, probs, grid, t)

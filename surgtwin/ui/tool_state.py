@@ -1,0 +1,37 @@
+"""The active interaction tool shared by the MPR views and the tools panel (UI state, not session)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+TOOLS = {
+    "navigate": "Navigate (click sets the crosshair)",
+    "distance": "Distance: click two points",
+    "angle": "Angle: click three points (vertex second)",
+    "paint": "Paint the active structure",
+    "erase": "Erase (any structure)",
+    "threshold": "Threshold paint (only voxels inside the HU range)",
+}
+
+
+class ToolState(QObject):
+    changed = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.tool = "navigate"
+        self.brush_radius_mm = 5.0
+        self.active_label = 0  # label value painted; 0 = none chosen yet
+        self.hu_range = (100.0, 3000.0)
+        self.show_overlay = True
+
+    def set(self, **kw) -> None:
+        for k, v in kw.items():
+            if not hasattr(self, k):
+                raise AttributeError(k)
+            setattr(self, k, v)
+        self.changed.emit()
+
+    @property
+    def edits(self) -> bool:
+        return self.tool in ("paint", "erase", "threshold")

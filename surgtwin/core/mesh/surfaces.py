@@ -253,7 +253,6 @@ def surfaces_from_labels(
         nets.SetLabel(n, float(v))
     nets.SmoothingOff()
     nets.SetOutputMeshTypeToTriangles()
-    nets.SetOutputStyleToDefault()
     nets.Update()
     raw = nets.GetOutput()
     check(cancel)

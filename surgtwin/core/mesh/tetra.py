@@ -251,6 +251,7 @@ def tet_mesh(
     flat_q = lambda ids: np.stack(np.unravel_index(ids, node_shape), axis=-1).astype(float) * step  # noqa: E731
     centroids = flat_q(tets).mean(axis=1)
     keep = _sample(f_union, centroids) >= 0.5
+    keep = _fill_nonmanifold_edges(tets, keep, int(np.prod(node_shape)))
     tets, centroids = tets[keep], centroids[keep]
     if len(tets) == 0:
         raise SurgtwinError(f"structure(s) {[n for _, n in chosen]} are smaller than one element of {size_mm} mm")
@@ -302,6 +303,31 @@ def tet_mesh(
         mesh.mean_hu = element_mean_hu(mesh, ct)
     report(progress, 1.0, f"tet mesh: {len(elements)} elements")
     return mesh
+
+
+_TET_EDGES = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]], dtype=np.int64)
+
+
+def _fill_nonmanifold_edges(tets: np.ndarray, keep: np.ndarray, n_nodes: int, max_rounds: int = 20) -> np.ndarray:
+    """Add candidate tetrahedra around boundary edges shared by more than two boundary faces (parts
+    touching along an edge only), so the mesh boundary is a closed manifold surface. Only grows."""
+    keep = keep.copy()
+    edges_all = np.sort(tets[:, _TET_EDGES], axis=2)  # (T, 6, 2)
+    keys_all = edges_all[..., 0] * n_nodes + edges_all[..., 1]
+    for _ in range(max_rounds):
+        kept = tets[keep]
+        faces, _, counts, first = _faces(kept)
+        bfaces = np.sort(faces[first[counts == 1]], axis=1)
+        e = np.concatenate([bfaces[:, [0, 1]], bfaces[:, [1, 2]], bfaces[:, [0, 2]]])
+        ekeys, ecounts = np.unique(e[:, 0] * n_nodes + e[:, 1], return_counts=True)
+        bad = ekeys[ecounts > 2]
+        if len(bad) == 0:
+            break
+        grow = ~keep & np.isin(keys_all, bad).any(axis=1)
+        if not grow.any():
+            break
+        keep |= grow
+    return keep
 
 
 def _snap_displacements(q0, elements, region_idx, fields, f_union, A, size_mm) -> np.ndarray:

@@ -17,20 +17,27 @@ from surgtwin.services import label_edits as LE
 class LabelEditCommand(QUndoCommand):
     """One label edit. ``applied=True`` when the stroke already painted it live."""
 
-    def __init__(self, session, edit: LE.LabelEdit, *, applied: bool = False) -> None:
+    def __init__(self, session, edit: LE.LabelEdit, *, applied: bool = False, on_change=None) -> None:
         super().__init__(edit.description)
-        self.session, self.edit, self._skip = session, edit, applied
+        self.session, self.edit, self._skip, self._on_change = session, edit, applied, on_change
+        changed = edit.before != edit.after
+        self.values = {int(v) for v in np.union1d(edit.before[changed], edit.after[changed]) if v}
+
+    def _changed(self) -> None:
+        self.session.notify_labels_edited(self.edit.box)
+        if self._on_change is not None:
+            self._on_change(self.values)
 
     def redo(self) -> None:
         if self._skip:
             self._skip = False
         else:
             self.edit.apply(self.session.labels.array)
-        self.session.notify_labels_edited(self.edit.box)
+        self._changed()
 
     def undo(self) -> None:
         self.edit.revert(self.session.labels.array)
-        self.session.notify_labels_edited(self.edit.box)
+        self._changed()
 
 
 class LabelEditor(QObject):
@@ -48,10 +55,6 @@ class LabelEditor(QObject):
         self._stroke: list[LE.LabelEdit] | None = None
         self._stroke_desc = ""
         session.volume_changed.connect(self.undo_stack.clear)
-        self.undo_stack.indexChanged.connect(self._on_index)
-
-    def _on_index(self, _i) -> None:
-        self.edited.emit(None)
 
     def _require_labels(self):
         if self.session.volume is None:
@@ -99,7 +102,7 @@ class LabelEditor(QObject):
         if not stroke:
             return
         edit = LE.merge(stroke, self.session.labels.array, self._stroke_desc)
-        self.undo_stack.push(LabelEditCommand(self.session, edit, applied=True))
+        self.undo_stack.push(LabelEditCommand(self.session, edit, applied=True, on_change=self.edited.emit))
 
     # -- whole-structure operations -------------------------------------------------------------
     def run_operation(self, name: str, value: int) -> LE.LabelEdit | None:
@@ -116,5 +119,5 @@ class LabelEditor(QObject):
         if edit.n_changed == 0:
             self.message.emit(f"{edit.description}: nothing to change")
             return None
-        self.undo_stack.push(LabelEditCommand(self.session, edit))
+        self.undo_stack.push(LabelEditCommand(self.session, edit, on_change=self.edited.emit))
         return edit

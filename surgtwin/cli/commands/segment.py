@@ -50,7 +50,9 @@ def run(args) -> int:
             raise SurgtwinError(f"--seed must be three numbers X,Y,Z in LPS mm, got {args.seed!r}") from None
     vol = load_volume(args.input, series_uid=args.series, progress=ProgressBar("loading"))
     if vol.modality is None:
-        vol = type(vol)(vol.array, vol.affine, vol.frame_of_reference_uid, "CT", vol.metadata)
+        from dataclasses import replace
+
+        vol = replace(vol, modality="CT")  # NIfTI/NRRD/MHA carry no modality: the user says it is a CT
     res = segment(vol, method=args.method, bundle=args.bundle, device=args.device,
                   progress=ProgressBar("segmenting"), **options)
     out = save_volume(res.labels, args.out)

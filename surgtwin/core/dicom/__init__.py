@@ -17,7 +17,8 @@ def find_series(path, *, progress=None, cancel=None) -> list[SeriesCandidate]:
     return scan(path, progress=progress, cancel=cancel).candidates
 
 
-def choose_candidate(candidates: list[SeriesCandidate], series_uid: str | None, source) -> SeriesCandidate:
+def choose_candidate(candidates: list[SeriesCandidate], series_uid: str | None, source,
+                     skipped: list[tuple[str, str]] = ()) -> SeriesCandidate:
     if series_uid is not None:
         matches = [c for c in candidates if c.series_uid == series_uid]
         if not matches:
@@ -32,6 +33,11 @@ def choose_candidate(candidates: list[SeriesCandidate], series_uid: str | None, 
         if candidates:
             reasons = "; ".join(sorted({c.refusal or "" for c in candidates}))[:500]
             raise SurgtwinError(f"no loadable image series ({reasons})", path=source)
+        if skipped:
+            shown = "; ".join(f"{f}: {r}" for f, r in list(skipped)[:3])
+            more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+            raise SurgtwinError(f"no DICOM image series found; {len(skipped)} file(s) skipped: {shown}{more}",
+                                path=source)
         raise SurgtwinError("no DICOM image series found", path=source,
                             hint="point at a folder that holds the .dcm files of a CT or MR series")
     return max(loadable, key=lambda c: (len(c.headers), c.confidence))
@@ -45,5 +51,5 @@ def load_series(path, *, series_uid: str | None = None, allow_resample: bool = T
     from surgtwin.core.progress import scaled
 
     result = scan(Path(path), progress=scaled(progress, 0.0, 0.2), cancel=cancel)
-    cand = choose_candidate(result.candidates, series_uid, path)
+    cand = choose_candidate(result.candidates, series_uid, path, result.skipped)
     return load_candidate(cand, allow_resample=allow_resample, progress=scaled(progress, 0.2, 1.0), cancel=cancel)

@@ -250,9 +250,17 @@ def _fast_read(path: str, head: bytes, file_size: int) -> SliceHeader | None:
 
 def _from_pydicom(path: str) -> list[SliceHeader]:
     """Full parse with pydicom; expands multi-frame objects into one header per frame."""
+    import warnings
+
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about what we report as errors anyway
+        return _from_pydicom_quiet(path, pydicom, InvalidDicomError)
+
+
+def _from_pydicom_quiet(path, pydicom, InvalidDicomError) -> list[SliceHeader]:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=False, defer_size=1024)
     except InvalidDicomError:
@@ -264,6 +272,8 @@ def _from_pydicom(path: str) -> list[SliceHeader]:
             raise SurgtwinError("not a DICOM file (no DICM marker, no SOP Class UID)", path=path)
     except Exception as exc:  # noqa: BLE001
         raise SurgtwinError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", path=path) from None
+    if len(ds) == 0:
+        raise SurgtwinError("truncated or corrupt DICOM file: no data element could be read", path=path)
     from surgtwin.core.dicom.multiframe import headers_from_dataset
 
     return headers_from_dataset(ds, path)

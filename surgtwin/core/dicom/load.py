@@ -79,8 +79,12 @@ def _read_decoded(h: SliceHeader, rows: int, cols: int, cache: dict) -> np.ndarr
     try:
         arr = cache.get(h.path)
         if arr is None:
-            ds = pydicom.dcmread(h.path, force=True)
-            arr = ds.pixel_array
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(h.path, force=True)
+                arr = ds.pixel_array
             if h.frame_index is not None:
                 cache.clear()
                 cache[h.path] = arr

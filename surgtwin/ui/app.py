@@ -1,0 +1,83 @@
+"""Start the Qt app: ``run_app(path, screenshot=..., quit_after=...)`` (used by ``surgtwin gui``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def create_app():
+    from PySide6.QtWidgets import QApplication
+
+    from surgtwin.ui.theme import apply_theme
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("surgtwin")
+        app.setOrganizationName("surgtwin")
+        apply_theme(app)
+    return app
+
+
+def default_path():
+    """The first sample case, or None when there is none."""
+    from surgtwin.services.pipeline import sample_cases
+
+    cases = sample_cases()
+    return cases[0].folder if cases else None
+
+
+def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) -> int:
+    """Open the main window on ``path`` (default: the first sample case); optionally save a screenshot
+    once loading, meshing and rendering are done, and quit after ``quit_after`` seconds."""
+    t0 = time.perf_counter()
+    app = create_app()
+    from PySide6.QtCore import QTimer
+
+    from surgtwin.ui.main_window import MainWindow
+
+    win = MainWindow()
+    if window_size:
+        win.resize(*window_size)
+    win.show()
+    target = Path(path) if path else default_path()
+    if target is not None:
+        win.open_path(target)
+    else:
+        win.statusBar().showMessage("No sample cases found (sample_dicom/). Use File → Open to load an image, or drop "
+                                    "a DICOM folder on the window.")
+    state = {"shot": False, "idle_since": None}
+
+    def take_shot() -> None:
+        if state["shot"] or not screenshot:
+            return
+        state["shot"] = True
+        app.processEvents()
+        win.screenshot(screenshot)
+        print(f"surgtwin: screenshot saved to {screenshot} ({time.perf_counter() - t0:.1f} s after start)")
+        if quit_after is None:
+            QTimer.singleShot(100, app.quit)
+
+    def poll() -> None:
+        # screenshot once nothing is running and the 3D view exists (or after quit_after - 1 s at the latest)
+        ready = not win.jobs.busy and (win.views.view3d.plotter is not None or win.views.layout_name == "1x3")
+        now = time.perf_counter()
+        if ready:
+            state["idle_since"] = state["idle_since"] or now
+            if now - state["idle_since"] > 0.6:
+                take_shot()
+        else:
+            state["idle_since"] = None
+
+    if screenshot:
+        timer = QTimer(win)
+        timer.timeout.connect(poll)
+        timer.start(100)
+    if quit_after is not None:
+        QTimer.singleShot(int(max(0.0, quit_after - 1.0) * 1000), take_shot)
+        QTimer.singleShot(int(quit_after * 1000), app.quit)
+    rc = app.exec()
+    win.close()
+    return int(rc)

@@ -1,0 +1,473 @@
+"""The surgtwin main window: menus, toolbar, views, docked panels, status bar and the pipeline actions.
+
+Every action calls ``surgtwin.services`` (through ``JobRunner`` for long work); the window itself
+computes no anatomy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QToolButton
+
+from surgtwin.core.errors import SurgtwinError
+from surgtwin.render.presets import WINDOW_PRESETS
+from surgtwin.services import pipeline
+from surgtwin.services.panels import default_registry
+from surgtwin.services.session import Session
+from surgtwin.ui.dialogs import NOT_FOR_CLINICAL_USE, about_box, error_box
+from surgtwin.ui.editing import LabelEditor
+from surgtwin.ui.job_runner import JobRunner
+from surgtwin.ui.settings import add_recent, app_settings, recent_files
+from surgtwin.ui.tool_state import ToolState
+from surgtwin.ui.views import LAYOUTS, ViewArea
+
+FILE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, session: Session | None = None, *, registry=None, settings=None) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.session = session or Session()
+        self.settings = settings or app_settings()
+        self.tools = ToolState(self)
+        self.editor = LabelEditor(self.session, self.tools, self)
+        self.jobs = JobRunner(self, self)
+        self.last_dialog = None
+        self._pending3d: list = []
+        self._dirty_values: set[int] = set()
+        self.views = ViewArea(self.session, self.tools, self.editor, self)
+        self.setCentralWidget(self.views)
+        self.panels = {}
+        self.docks = {}
+        self._build_panels(registry or default_registry())
+        self._build_actions()
+        self._build_status()
+        self.editor.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        self.editor.edited.connect(self._on_edited)
+        self.views.view3d.picked.connect(self._on_pick3d)
+        for v in self.views.slices.values():
+            v.hovered.connect(self._on_hover)
+        self._mesh_timer = QTimer(self)
+        self._mesh_timer.setSingleShot(True)
+        self._mesh_timer.setInterval(700)
+        self._mesh_timer.timeout.connect(self._refresh_meshes)
+        self.session.volume_changed.connect(self._update_title)
+        self.setAcceptDrops(True)
+        self.resize(1500, 920)
+        geo = self.settings.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        self.set_layout(str(self.settings.value("layout", "2x2")))
+        self._update_title()
+
+    # -- construction ---------------------------------------------------------------------------
+    def _build_panels(self, registry) -> None:
+        areas = {"left": Qt.DockWidgetArea.LeftDockWidgetArea, "right": Qt.DockWidgetArea.RightDockWidgetArea,
+                 "bottom": Qt.DockWidgetArea.BottomDockWidgetArea}
+        for spec in registry.specs():
+            widget = spec.load_factory()(self.session, self)
+            dock = QDockWidget(spec.title.replace("&&", "&"), self)
+            dock.setObjectName(f"dock_{spec.id}")
+            dock.setWidget(widget)
+            dock.setMinimumWidth(330)
+            self.addDockWidget(areas[spec.area], dock)
+            self.panels[spec.id] = widget
+            self.docks[spec.id] = dock
+
+    def _act(self, text, slot, shortcut=None, *, checkable=False, tip=None) -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+        a.setCheckable(checkable)
+        if tip:
+            a.setStatusTip(tip)
+            a.setToolTip(tip)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self.act_open_file = self._act("Open &file…", self.open_file_dialog, "Ctrl+O")
+        self.act_open_folder = self._act("Open &folder (DICOM)…", self.open_folder_dialog, "Ctrl+Shift+O")
+        self.act_open_session = self._act("Open &session…", self.open_session_dialog, "Ctrl+Alt+O")
+        self.act_save_session = self._act("&Save session…", self.save_session_dialog, "Ctrl+S")
+        for a in (self.act_open_file, self.act_open_folder, self.act_open_session):
+            f.addAction(a)
+        self.samples_menu = f.addMenu("Sample &cases")
+        self.recent_menu = f.addMenu("&Recent")
+        f.addSeparator()
+        f.addAction(self.act_save_session)
+        f.addSeparator()
+        f.addAction(self._act("&Quit", self.close, "Ctrl+Q"))
+        self._fill_samples()
+        self._fill_recent()
+
+        e = mb.addMenu("&Edit")
+        self.act_undo = self.editor.undo_stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(QKeySequence.StandardKey.Undo)
+        self.act_redo = self.editor.undo_stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Y")])
+        e.addAction(self.act_undo)
+        e.addAction(self.act_redo)
+        e.addSeparator()
+        self.tool_actions = {}
+        group = QActionGroup(self)
+        from surgtwin.ui.tools_panel import SHORTCUTS
+        from surgtwin.ui.tool_state import TOOLS
+
+        for key, tip in TOOLS.items():
+            a = self._act(key.title(), lambda _=False, k=key: self.tools.set(tool=k), SHORTCUTS[key], checkable=True,
+                          tip=tip)
+            group.addAction(a)
+            e.addAction(a)
+            self.tool_actions[key] = a
+        self.tools.changed.connect(lambda: self.tool_actions[self.tools.tool].setChecked(True))
+        self.tool_actions["navigate"].setChecked(True)
+
+        v = mb.addMenu("&View")
+        self.layout_actions = {}
+        lg = QActionGroup(self)
+        for n, (key, text) in enumerate(LAYOUTS.items()):
+            a = self._act(text, lambda _=False, k=key: self.set_layout(k), f"F{n + 5}",
+                          checkable=True)
+            lg.addAction(a)
+            v.addAction(a)
+            self.layout_actions[key] = a
+        v.addSeparator()
+        wl = v.addMenu("&Window/level preset")
+        self.preset_actions = {}
+        for n, (name, (w, lv)) in enumerate(WINDOW_PRESETS.items()):
+            a = self._act(f"{name}  (W {w:.0f} / L {lv:.0f})", lambda _=False, w=w, lv=lv: self.session.set_window(w, lv),
+                          f"Alt+{n + 1}")
+            wl.addAction(a)
+            self.preset_actions[name] = a
+        self.act_overlay = self._act("Label &overlay", self._toggle_overlay, "O", checkable=True)
+        self.act_overlay.setChecked(True)
+        v.addAction(self.act_overlay)
+        self.act_vr = self._act("&Volume rendering", lambda: self.views.view3d.toggle_volume_rendering(), "V")
+        v.addAction(self.act_vr)
+        v.addSeparator()
+        for dock in self.docks.values():
+            v.addAction(dock.toggleViewAction())
+
+        p = mb.addMenu("&Pipeline")
+        self.act_segment = self._act("&Segment", self.segment, "Ctrl+G",
+                                     tip="Label the organs (bundled model, or the classical fallback)")
+        self.act_meshes = self._act("Build &meshes", self.build_meshes, "Ctrl+M", tip="Surface meshes of the structures")
+        self.act_stats = self._act("Structure &statistics", self.compute_stats, "Ctrl+I")
+        self.act_cancel = self._act("&Cancel running job", self.jobs.cancel, "Esc")
+        for a in (self.act_segment, self.act_meshes, self.act_stats, self.act_cancel):
+            p.addAction(a)
+
+        h = mb.addMenu("&Help")
+        h.addAction(self._act("&About surgtwin", lambda: setattr(self, "last_dialog", about_box(self)), "F1"))
+
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        samples = QToolButton(self)
+        samples.setText("Sample cases ▾")
+        samples.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        samples.setMenu(self.samples_menu)
+        tb.addWidget(samples)
+        for a in (self.act_open_folder, self.act_open_file):
+            tb.addAction(a)
+        tb.addSeparator()
+        for a in (self.act_segment, self.act_meshes):
+            tb.addAction(a)
+        tb.addSeparator()
+        for a in (self.act_undo, self.act_redo):
+            tb.addAction(a)
+        tb.addSeparator()
+        for name in WINDOW_PRESETS:
+            b = QToolButton(self)
+            b.setText(name)
+            b.setToolTip(f"CT window preset ({self.preset_actions[name].shortcut().toString()})")
+            b.clicked.connect(self.preset_actions[name].trigger)
+            tb.addWidget(b)
+        tb.addSeparator()
+        for key, a in self.layout_actions.items():
+            b = QToolButton(self)
+            b.setDefaultAction(a)
+            b.setText({"2x2": "2×2", "1x3": "1×3", "3d": "3D"}[key])
+            tb.addWidget(b)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.cursor_label = QLabel("")
+        self.cursor_label.setObjectName("cursorInfo")
+        self.cursor_label.setMinimumWidth(420)
+        sb.addWidget(self.cursor_label, 1)
+        sb.addPermanentWidget(self.jobs.widget)
+        warn = QLabel(NOT_FOR_CLINICAL_USE)
+        warn.setObjectName("notClinical")
+        sb.addPermanentWidget(warn)
+
+    def _fill_samples(self) -> None:
+        self.samples_menu.clear()
+        cases = pipeline.sample_cases()
+        for c in cases:
+            self.samples_menu.addAction(c.name, lambda p=c.folder: self.open_path(p))
+        if not cases:
+            a = self.samples_menu.addAction("(no sample cases in sample_dicom/)")
+            a.setEnabled(False)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = recent_files(self.settings)
+        for p in items:
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+        self.recent_menu.setEnabled(bool(items))
+
+    def _update_title(self) -> None:
+        src = self.session.source.get("path")
+        name = Path(src).name if src else "no image open"
+        if src and Path(src).name == "dicom":
+            name = Path(src).parent.name
+        self.setWindowTitle(f"surgtwin — {name} — {NOT_FOR_CLINICAL_USE}")
+
+    # -- opening --------------------------------------------------------------------------------
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", str(self.settings.value("last_dir", "")), FILE_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open DICOM folder", str(self.settings.value("last_dir", "")))
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path, *, series_uid=None) -> None:
+        """Open a session folder, a case/DICOM folder (via the series browser) or an image file."""
+        path = Path(path)
+        self.settings.setValue("last_dir", str(path.parent))
+        if path.is_dir() and (path / "session.json").is_file():
+            self.open_session(path)
+        elif path.is_dir() and series_uid is None and pipeline.find_case_for(path) is None:
+            self.jobs.run("Scanning for series", pipeline.find_series, path,
+                          on_done=lambda cands: self._choose_series(path, cands))
+        else:
+            self.jobs.run(f"Opening {path.name}", pipeline.open_case, path, series_uid=series_uid,
+                          on_done=lambda res: self._loaded(path, res))
+
+    def _choose_series(self, folder: Path, candidates) -> None:
+        from surgtwin.ui.series_dialog import SeriesDialog
+
+        ok = [c for c in candidates if getattr(c, "refusal", None) is None]
+        if not candidates:
+            raise SurgtwinError("no DICOM series found in this folder", path=folder,
+                                hint="choose the folder that holds the .dcm files")
+        if len(candidates) == 1 and ok and not ok[0].warnings:
+            self.open_path(folder, series_uid=ok[0].series_uid)
+            return
+        dlg = SeriesDialog(folder, candidates, self)
+        self.last_dialog = dlg
+        dlg.accepted.connect(lambda: dlg.selected() is not None and self.open_path(folder,
+                                                                                 series_uid=dlg.selected().series_uid))
+        dlg.open()
+
+    def _loaded(self, path: Path, result) -> None:
+        volume, labels, source = result
+        self.session.set_volume(volume, source=source)
+        if labels is not None:
+            self.session.set_labels(labels)
+        self.settings.setValue("recent", add_recent(self.settings, str(path)))
+        self._fill_recent()
+        self._update_title()
+        self.statusBar().showMessage(f"Opened {path.name}: {volume.shape[0]}×{volume.shape[1]}×{volume.shape[2]} "
+                                     f"voxels, spacing {', '.join(f'{s:.2f}' for s in volume.spacing_mm)} mm", 8000)
+        if labels is not None and len(labels.labels):
+            self.build_meshes()
+
+    # -- pipeline -------------------------------------------------------------------------------
+    def _need_volume(self) -> bool:
+        if self.session.volume is None:
+            self.statusBar().showMessage("Open an image first (File → Open, or a sample case)", 5000)
+            return False
+        return True
+
+    def segment(self, method: str = "classical") -> None:
+        if not self._need_volume():
+            return
+        if not pipeline.segmentation_available():
+            self.last_dialog = QMessageBox(QMessageBox.Icon.Information, "Segmentation",
+                                           "Segmentation is not available yet in this build.\n\nOpen a sample "
+                                           "case (it ships reference labels) or load a label file instead.",
+                                           QMessageBox.StandardButton.Ok, self)
+            self.last_dialog.setObjectName("notAvailable")
+            self.last_dialog.show()
+            return
+        self.jobs.run("Segmenting", pipeline.segment, self.session.volume, method=method,
+                      on_done=self._segmented)
+
+    def _segmented(self, labels) -> None:
+        self.session.set_labels(labels)
+        self.build_meshes()
+
+    def _labels_snapshot(self):
+        from dataclasses import replace
+
+        lab = self.session.labels
+        return replace(lab, array=lab.array.copy())
+
+    def build_meshes(self) -> None:
+        if not self._need_volume():
+            return
+        if self.session.labels is None or not len(self.session.labels.labels):
+            self.statusBar().showMessage("No structures to mesh: run Segment or open a case with labels", 5000)
+            return
+        self.jobs.run("Building meshes", pipeline.build_meshes, self._labels_snapshot(),
+                      on_done=self.session.set_meshes)
+
+    def compute_stats(self) -> None:
+        if not self._need_volume() or self.session.labels is None:
+            return
+        from surgtwin.services.measure import structure_stats
+
+        self.jobs.run("Structure statistics", structure_stats, self._labels_snapshot(), self.session.volume,
+                      on_done=self.session.set_stats)
+
+    def _on_edited(self, values) -> None:
+        if values:
+            self._dirty_values |= set(values)
+        if self.session.meshes:
+            self._mesh_timer.start()
+
+    def _refresh_meshes(self) -> None:
+        """Re-mesh the structures touched by edits (after the user pauses)."""
+        if self.jobs.busy:
+            self._mesh_timer.start()
+            return
+        values = sorted(v for v in self._dirty_values if v in self.session.display)
+        self._dirty_values = set()
+        if not values or self.session.labels is None:
+            return
+        names = [self.session.display[v].name for v in values]
+
+        def _merge(new):
+            meshes = {k: m for k, m in self.session.meshes.items() if k not in names}
+            meshes.update(new)
+            self.session.set_meshes(meshes)
+
+        def _mesh(labels, *, progress=None, cancel=None):
+            keep = [n for n in names if np.any(labels.array == labels.labels.by_name(n).value)]
+            return pipeline.build_meshes(labels, labels=keep, progress=progress, cancel=cancel) if keep else {}
+
+        self.jobs.run("Updating meshes", _mesh, self._labels_snapshot(), on_done=_merge)
+
+    def label_operation(self, name: str) -> None:
+        try:
+            self.editor.run_operation(name, self.tools.active_label)
+        except SurgtwinError as exc:
+            self.last_dialog = error_box(self, name.replace("_", " ").capitalize(), exc)
+
+    def centre_on_structure(self, value: int) -> None:
+        from scipy import ndimage
+
+        lab = self.session.labels
+        if lab is None:
+            return
+        box = ndimage.find_objects((lab.array == value).astype(np.uint8))
+        if box and box[0] is not None:
+            centre = [(s.start + s.stop - 1) / 2 for s in box[0]]
+            self.session.set_crosshair(lab.index_to_world(centre))
+
+    # -- sessions -------------------------------------------------------------------------------
+    def save_session_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", str(self.settings.value("last_dir", "")),
+                                              "surgtwin session (*.surgtwin)")
+        if path:
+            self.save_session(path if path.endswith(".surgtwin") else path + ".surgtwin")
+
+    def save_session(self, folder) -> None:
+        from surgtwin.services.session_io import save_session
+
+        view = {"layout": self.views.layout_name, "volume_rendering": self.views.view3d.volume_preset}
+        self.jobs.run("Saving session", save_session, self.session, Path(folder), view=view,
+                      on_done=lambda p: (self.settings.setValue("recent", add_recent(self.settings, str(p))),
+                                         self._fill_recent()))
+
+    def open_session_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open session folder", str(self.settings.value("last_dir", "")))
+        if path:
+            self.open_session(path)
+
+    def open_session(self, folder) -> None:
+        from surgtwin.services.session_io import apply_loaded, open_session
+
+        def done(loaded):
+            view = apply_loaded(self.session, loaded)
+            if view.get("layout") in LAYOUTS:
+                self.set_layout(view["layout"])
+            self._update_title()
+
+        self.jobs.run("Opening session", open_session, Path(folder), self.session, on_done=done)
+
+    # -- view state -----------------------------------------------------------------------------
+    def set_layout(self, name: str) -> None:
+        if name not in LAYOUTS:
+            name = "2x2"
+        self.views.set_layout(name)
+        self.layout_actions[name].setChecked(True)
+        self.settings.setValue("layout", name)
+        if name != "1x3" and self.isVisible():
+            QTimer.singleShot(0, self.views.view3d.ensure_plotter)
+
+    def _toggle_overlay(self) -> None:
+        self.tools.set(show_overlay=self.act_overlay.isChecked())
+
+    def _on_hover(self, lps, hu, name) -> None:
+        if hu is None:
+            self.cursor_label.setText(f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm — outside the image")
+            return
+        unit = "HU" if (self.session.volume.modality or "CT") == "CT" else ""
+        text = f"{unit} {hu:.0f}   LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
+        self.cursor_label.setText(text + (f"   {name.replace('_', ' ')}" if name else ""))
+
+    def _on_pick3d(self, lps) -> None:
+        from surgtwin.services.session import Measurement
+
+        if self.tools.tool not in ("distance", "angle"):
+            return
+        self._pending3d.append(tuple(float(v) for v in lps))
+        need = 2 if self.tools.tool == "distance" else 3
+        if len(self._pending3d) >= need:
+            self.session.add_measurement(Measurement(self.tools.tool, self._pending3d[:need], None))
+            self._pending3d = []
+
+    # -- Qt events ------------------------------------------------------------------------------
+    def showEvent(self, e) -> None:  # noqa: N802
+        super().showEvent(e)
+        if self.views.layout_name != "1x3":
+            QTimer.singleShot(0, self.views.view3d.ensure_plotter)
+
+    def dragEnterEvent(self, e) -> None:  # noqa: N802
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            e.acceptProposedAction()
+            self.open_path(urls[0])
+
+    def closeEvent(self, e) -> None:  # noqa: N802
+        self.jobs.cancel()
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.sync()
+        self.views.view3d.close_plotter()
+        super().closeEvent(e)
+
+    def screenshot(self, path) -> Path:
+        """Render every view and save a PNG of the whole window."""
+        self.views.view3d.render()
+        self.grab().save(str(path))
+        return Path(path)

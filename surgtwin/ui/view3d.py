@@ -1,0 +1,195 @@
+"""The 3D view: a pyvistaqt ``QtInteractor`` held inside our own widget (not subclassed).
+
+The interactor is created after the window is first shown (VTK/pyvista import ~1 s) so start-up
+paints fast. Painting goes through ``surgtwin.render.scene.ScenePainter``; a left click without drag
+on a surface moves the MPR crosshair there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from surgtwin.render.scene import STANDARD_VIEWS
+
+
+class View3D(QWidget):
+    ready = Signal()
+    picked = Signal(object)  # LPS point
+
+    def __init__(self, session, parent=None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.setObjectName("view3d")
+        self.plotter = None
+        self.painter = None
+        self.volume_preset: str | None = None
+        self._press = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        bar = QWidget(self)
+        bar.setStyleSheet("background: #232834;")
+        hb = QHBoxLayout(bar)
+        hb.setContentsMargins(6, 2, 6, 2)
+        title = QLabel("3D", bar)
+        title.setStyleSheet("color: #4da3ff; font-weight: bold; padding-right: 8px;")
+        hb.addWidget(title)
+        self.view_buttons = {}
+        for name in STANDARD_VIEWS:
+            b = QToolButton(bar)
+            b.setText(name)
+            b.setToolTip({"A": "Anterior", "P": "Posterior", "L": "Left", "R": "Right", "S": "Superior",
+                          "I": "Inferior"}[name] + " view")
+            b.clicked.connect(lambda _=False, n=name: self.standard_view(n))
+            hb.addWidget(b)
+            self.view_buttons[name] = b
+        hb.addStretch(1)
+        hb.addWidget(QLabel("Volume:", bar))
+        self.vr_combo = QComboBox(bar)
+        self.vr_combo.addItems(["Off", "Bone", "Angio", "Soft tissue"])
+        self.vr_combo.setToolTip("Volume rendering with a CT preset (V toggles)")
+        self.vr_combo.currentTextChanged.connect(self._on_vr)
+        hb.addWidget(self.vr_combo)
+        lay.addWidget(bar)
+        self._placeholder = QLabel("Starting the 3D view…", self)
+        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._placeholder.setStyleSheet("background: #1d2330; color: #8891a5;")
+        lay.addWidget(self._placeholder, 1)
+        session.meshes_changed.connect(self._sync_meshes)
+        session.display_changed.connect(self._on_display)
+        session.crosshair_changed.connect(self._on_crosshair)
+        session.volume_changed.connect(self._on_volume)
+
+    # -- lazy creation --------------------------------------------------------------------------
+    def ensure_plotter(self) -> None:
+        if self.plotter is not None:
+            return
+        from pyvistaqt import QtInteractor
+
+        from surgtwin.render.scene import ScenePainter, add_orientation_marker
+
+        self.plotter = QtInteractor(self, auto_update=False, multi_samples=4)
+        self.plotter.setAcceptDrops(False)  # drops go to the main window
+        self.plotter.set_background("#1d2330", top="#3a4356")
+        add_orientation_marker(self.plotter)
+        self.painter = ScenePainter(self.plotter)
+        self.plotter.installEventFilter(_ClickFilter(self))
+        lay = self.layout()
+        lay.replaceWidget(self._placeholder, self.plotter)
+        self._placeholder.deleteLater()
+        self._placeholder = None
+        self._sync_meshes()
+        self._on_volume(reset=False)
+        self.standard_view("A")
+        self.ready.emit()
+
+    def close_plotter(self) -> None:
+        if self.plotter is not None:
+            self.plotter.close()
+            self.plotter = None
+
+    def render(self) -> None:  # type: ignore[override]
+        if self.plotter is not None:
+            self.plotter.render()
+
+    # -- model -> scene -------------------------------------------------------------------------
+    def _sync_meshes(self) -> None:
+        if self.painter is None:
+            return
+        from surgtwin.render.scene import structure_objects
+
+        had = bool(self.painter.actors)
+        self.painter.sync(structure_objects(self.session.meshes, self.session.display), kind="structure")
+        self._on_crosshair(render=False)
+        if not had and self.painter.actors:
+            self.standard_view("A")
+        self.render()
+
+    def _on_display(self, value=None) -> None:
+        if self.painter is None:
+            return
+        for key, actor in self.painter.actors.items():
+            obj = self.painter._objects.get(key)
+            d = self.session.display.get(obj.value) if obj is not None else None
+            if d is not None and (value is None or value == d.value):
+                self.painter.update(key, color=d.color, opacity=d.opacity_3d, visible=d.visible)
+        self.render()
+
+    def _on_crosshair(self, render: bool = True) -> None:
+        if self.painter is None or self.session.volume is None:
+            return
+        self.painter.set_crosshair(self.session.crosshair_lps, size_mm=float(np.max(self.session.volume.spacing_mm) * 3))
+        if render:
+            self.render()
+
+    def _on_volume(self, reset: bool = True) -> None:
+        if self.painter is None:
+            return
+        self._on_vr(self.vr_combo.currentText(), render=False)
+        if reset:
+            self.standard_view("A")
+        self._on_crosshair()
+
+    def _on_vr(self, text: str, render: bool = True) -> None:
+        self.volume_preset = None if text == "Off" else text
+        if self.painter is None:
+            return
+        self.painter.set_volume(self.session.volume if self.volume_preset else None, self.volume_preset)
+        if render:
+            self.render()
+
+    def toggle_volume_rendering(self) -> None:
+        self.vr_combo.setCurrentText("Off" if self.vr_combo.currentText() != "Off" else "Bone")
+
+    def standard_view(self, name: str) -> None:
+        if self.painter is None:
+            return
+        bounds = None
+        if self.session.volume is not None and not self.painter.actors:
+            corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) * (
+                np.asarray(self.session.volume.shape) - 1)
+            w = self.session.volume.index_to_world(corners)
+            bounds = [w[:, 0].min(), w[:, 0].max(), w[:, 1].min(), w[:, 1].max(), w[:, 2].min(), w[:, 2].max()]
+        elif self.painter.actors:
+            bs = np.array([a.GetBounds() for a in self.painter.actors.values()])
+            bounds = [bs[:, 0].min(), bs[:, 1].max(), bs[:, 2].min(), bs[:, 3].max(), bs[:, 4].min(), bs[:, 5].max()]
+        self.painter.standard_view(name, bounds=bounds)
+        self.render()
+
+    # -- picking --------------------------------------------------------------------------------
+    def pick_display(self, x: float, y: float):
+        """Pick the surface under widget pixel (x, y) (Qt coordinates); moves the crosshair there."""
+        if self.plotter is None:
+            return None
+        import vtk
+
+        picker = vtk.vtkCellPicker()
+        picker.SetTolerance(0.002)
+        ratio = self.plotter.devicePixelRatioF()
+        h = self.plotter.height()
+        if not picker.Pick(x * ratio, (h - y) * ratio, 0, self.plotter.renderer):
+            return None
+        lps = np.array(picker.GetPickPosition())
+        self.session.set_crosshair(lps)
+        self.picked.emit(lps)
+        return lps
+
+
+class _ClickFilter(QObject):
+    """A left click without drag on the interactor = pick (rotation drags pass through untouched)."""
+
+    def __init__(self, view: View3D) -> None:
+        super().__init__(view)
+        self.view = view
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        t = event.type()
+        if t == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton:
+            self.view._press = event.position()
+        elif t == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.LeftButton:
+            p0, self.view._press = self.view._press, None
+            if p0 is not None and (event.position() - p0).manhattanLength() < 4:
+                QTimer.singleShot(0, lambda p=event.position(): self.view.pick_display(p.x(), p.y()))
+        return False

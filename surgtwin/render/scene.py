@@ -184,4 +184,4 @@ class ScenePainter:
 
 def add_orientation_marker(plotter) -> None:
     """LPS axes marker (x = L, y = P, z = S) in the corner."""
-    plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=2, color="white")
+    plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=3, color="white", viewport=(0, 0, 0.22, 0.22))

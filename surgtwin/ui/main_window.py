@@ -28,6 +28,10 @@ from surgtwin.ui.views import LAYOUTS, ViewArea
 FILE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)"
 
 
+def registry_area(registry, panel_id: str) -> str:
+    return next(s.area for s in registry.specs() if s.id == panel_id)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, session: Session | None = None, *, registry=None, settings=None) -> None:
         super().__init__()
@@ -71,13 +75,16 @@ class MainWindow(QMainWindow):
                  "bottom": Qt.DockWidgetArea.BottomDockWidgetArea}
         for spec in registry.specs():
             widget = spec.load_factory()(self.session, self)
-            dock = QDockWidget(spec.title.replace("&&", "&"), self)
+            dock = QDockWidget(spec.title, self)
             dock.setObjectName(f"dock_{spec.id}")
             dock.setWidget(widget)
             dock.setMinimumWidth(330)
             self.addDockWidget(areas[spec.area], dock)
             self.panels[spec.id] = widget
             self.docks[spec.id] = dock
+        right = [d for sid, d in self.docks.items() if registry_area(registry, sid) == "right"]
+        if len(right) > 1:
+            self.resizeDocks(right, [480] + [340] * (len(right) - 1), Qt.Orientation.Vertical)
 
     def _act(self, text, slot, shortcut=None, *, checkable=False, tip=None) -> QAction:
         a = QAction(text, self)
@@ -137,6 +144,7 @@ class MainWindow(QMainWindow):
         for n, (key, text) in enumerate(LAYOUTS.items()):
             a = self._act(text, lambda _=False, k=key: self.set_layout(k), f"F{n + 5}",
                           checkable=True)
+            a.setIconText({"2x2": "2×2", "1x3": "1×3", "3d": "3D"}[key])
             lg.addAction(a)
             v.addAction(a)
             self.layout_actions[key] = a
@@ -197,7 +205,6 @@ class MainWindow(QMainWindow):
         for key, a in self.layout_actions.items():
             b = QToolButton(self)
             b.setDefaultAction(a)
-            b.setText({"2x2": "2×2", "1x3": "1×3", "3d": "3D"}[key])
             tb.addWidget(b)
 
     def _build_status(self) -> None:

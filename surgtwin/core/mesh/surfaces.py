@@ -289,8 +289,8 @@ def surfaces_from_labels(
         if reflect:
             flip = ~flip
         f = np.where(flip[:, None], f[:, ::-1], f)
-        used, inv = np.unique(f.ravel(), return_inverse=True)
-        verts, faces = pts_lps[used], inv.reshape(-1, 3)
+        used, faces = _compact_ids(f, len(pts_lps))
+        verts = pts_lps[used]
         method = "surface-nets"
         if not _is_closed_manifold(faces):
             # diagonal voxel contacts give non-manifold surface-nets edges: redo this one alone
@@ -319,15 +319,27 @@ def _repair(verts, faces):
     return repair_mesh(verts, faces)
 
 
+def _compact_ids(cells: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """(used ids, cells renumbered 0..len(used)-1) without sorting (ids are < n_ids)."""
+    mark = np.zeros(n_ids, bool)
+    mark[cells.ravel()] = True
+    used = np.flatnonzero(mark)
+    remap = np.cumsum(mark) - 1
+    return used, remap[cells].astype(np.int64)
+
+
 def _is_closed_manifold(faces: np.ndarray) -> bool:
     """Every undirected edge used by exactly two triangles, once in each direction."""
     if len(faces) == 0:
         return False
     e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     n = int(faces.max()) + 1
-    directed = e[:, 0] * n + e[:, 1]
-    if len(np.unique(directed)) != len(directed):
+    directed = np.sort(e[:, 0] * n + e[:, 1])
+    if np.any(directed[1:] == directed[:-1]):
+        return False  # an edge used twice in the same direction
+    undirected = np.sort(np.minimum(e[:, 0], e[:, 1]) * n + np.maximum(e[:, 0], e[:, 1]))
+    # closed manifold <=> keys come in pairs: k[0] == k[1] != k[2] == k[3] ...
+    if len(undirected) % 2:
         return False
-    undirected = np.minimum(e[:, 0], e[:, 1]) * n + np.maximum(e[:, 0], e[:, 1])
-    _, cnt = np.unique(undirected, return_counts=True)
-    return bool(np.all(cnt == 2))
+    a, b = undirected[0::2], undirected[1::2]
+    return bool(np.all(a == b) and np.all(a[1:] != a[:-1]))

@@ -141,8 +141,20 @@ def dihedral_angles_deg(nodes: np.ndarray, elements: np.ndarray) -> np.ndarray:
 def _faces(elements: np.ndarray):
     """All element faces (outward wound for positive elements), unique keys, counts, first index."""
     faces = elements[:, _TET_FACES].reshape(-1, 3)
-    key = np.sort(faces, axis=1)
-    _, first, inverse, counts = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    srt = np.sort(faces, axis=1)
+    n = int(faces.max()) + 1 if len(faces) else 1
+    if n ** 3 < 2**62:  # one int64 key per face: far faster than np.unique(axis=0)
+        key = (srt[:, 0] * n + srt[:, 1]) * n + srt[:, 2]
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        start = np.r_[True, ks[1:] != ks[:-1]]
+        group = np.cumsum(start) - 1
+        inverse = np.empty(len(key), np.int64)
+        inverse[order] = group
+        first = order[start]
+        counts = np.diff(np.r_[np.flatnonzero(start), len(key)])
+        return faces, inverse, counts, first
+    _, first, inverse, counts = np.unique(srt, axis=0, return_index=True, return_inverse=True, return_counts=True)
     return faces, inverse.ravel(), counts, first
 
 
@@ -259,8 +271,7 @@ def tet_mesh(
     check(cancel)
     report(progress, 0.45, f"tet mesh: {len(tets)} elements")
 
-    used, inv = np.unique(tets.ravel(), return_inverse=True)
-    elements = inv.reshape(-1, 4).astype(np.int64)
+    used, elements = _compact_ids(tets, int(np.prod(node_shape)))
     q0 = flat_q(used)  # cropped index coords of the nodes (undisplaced)
     A = labelmap.affine[:3, :3]
     origin = labelmap.affine[:3, 3] + A @ lo
@@ -303,6 +314,15 @@ def tet_mesh(
         mesh.mean_hu = element_mean_hu(mesh, ct)
     report(progress, 1.0, f"tet mesh: {len(elements)} elements")
     return mesh
+
+
+def _compact_ids(cells: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """(used ids, cells renumbered 0..len(used)-1) without sorting (ids are < n_ids)."""
+    mark = np.zeros(n_ids, bool)
+    mark[cells.ravel()] = True
+    used = np.flatnonzero(mark)
+    remap = np.cumsum(mark) - 1
+    return used, remap[cells].astype(np.int64)
 
 
 _TET_EDGES = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]], dtype=np.int64)

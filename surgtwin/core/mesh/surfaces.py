@@ -29,39 +29,37 @@ def _compact(arr: np.ndarray) -> np.ndarray:
     """Integer label array in the smallest unsigned type that holds it (C-contiguous)."""
     if arr.size == 0:
         raise SurgtwinError("the label map is empty")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0:
-        raise SurgtwinError(f"the label map has negative values (minimum {lo})", hint="labels must be >= 0")
+    if np.issubdtype(arr.dtype, np.signedinteger):
+        lo = int(arr.min())
+        if lo < 0:
+            raise SurgtwinError(f"the label map has negative values (minimum {lo})", hint="labels must be >= 0")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    hi = int(arr.max())
     dtype = np.uint8 if hi < 256 else np.uint16 if hi < 65536 else np.uint32
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _resolve_labels(labelmap, labels, counts: np.ndarray) -> list[tuple[int, str, tuple[int, int, int]]]:
-    """Selected structures as (value, name, colour); unknown names/absent values are user errors."""
+def _describe(table, v: int) -> tuple[int, str, tuple[int, int, int]]:
+    if v in table:
+        lab = table[v]
+        return v, lab.name, tuple(int(c) for c in lab.color)  # type: ignore[return-value]
+    return v, f"label_{v}", (200, 200, 200)
+
+
+def _resolve_requested(labelmap, labels, arr: np.ndarray) -> list[tuple[int, str, tuple[int, int, int]]]:
+    """Requested names/values as (value, name, colour); unknown names/absent values are user errors."""
     table = labelmap.labels
-    present = [int(v) for v in np.nonzero(counts)[0] if v > 0]
-
-    def describe(v: int):
-        if v in table:
-            lab = table[v]
-            return v, lab.name, tuple(int(c) for c in lab.color)
-        return v, f"label_{v}", (200, 200, 200)
-
-    if labels is None:
-        return [describe(v) for v in present]
     out = []
     for item in labels:
-        if isinstance(item, str):
-            value = table.by_name(item).value
-        else:
-            value = int(item)
-        if value <= 0 or value >= len(counts) or counts[value] == 0:
+        value = table.by_name(item).value if isinstance(item, str) else int(item)
+        if value <= 0 or not np.any(arr == value):
             name = table[value].name if value in table else str(value)
             raise SurgtwinError(
                 f"structure {name!r} (label {value}) has no voxels in the label map",
                 hint="check the label table against the label image",
             )
-        out.append(describe(value))
+        out.append(_describe(table, value))
     return out
 
 
@@ -230,9 +228,9 @@ def surfaces_from_labels(
         raise SurgtwinError(f"target_triangles must be at least 100, got {target_triangles}")
     report(progress, 0.0, "preparing label map")
     arr = _compact(labelmap.array)
-    counts = np.bincount(arr.ravel())
-    selected = _resolve_labels(labelmap, labels, counts)
-    if not selected:
+    selected = _resolve_requested(labelmap, labels, arr) if labels is not None else None
+    hi = int(arr.max())
+    if hi == 0:
         raise SurgtwinError("the label map has no labelled voxels", hint="is it the right file?")
     check(cancel)
 
@@ -247,7 +245,7 @@ def surfaces_from_labels(
     nets = vtk.vtkSurfaceNets3D()
     nets.SetInputData(img)
     nets.SetBackgroundLabel(0)
-    values = [v for v in np.nonzero(counts)[0] if v > 0]
+    values = range(1, hi + 1) if hi <= 4096 else [int(v) for v in np.unique(arr) if v > 0]
     nets.SetNumberOfLabels(len(values))
     for n, v in enumerate(values):
         nets.SetLabel(n, float(v))
@@ -263,6 +261,10 @@ def surfaces_from_labels(
     pts_raw, tris = _polydata_arrays(raw)
     bl = numpy_support.vtk_to_numpy(raw.GetCellData().GetArray("BoundaryLabels")).astype(np.int64).reshape(-1, 2)
     flip0 = _outward_flip(pts_raw, tris, bl, work, pad)
+    if selected is None:  # every label that has a surface, i.e. every label present
+        present = np.zeros(hi + 1, bool)
+        present[bl.ravel()] = True
+        selected = [_describe(labelmap.labels, int(v)) for v in np.flatnonzero(present) if v > 0]
     check(cancel)
     report(progress, 0.45, "smoothing")
     smoothed = _smooth(raw, smoothing_iterations, pass_band)
@@ -306,7 +308,7 @@ def surfaces_from_labels(
         if compute_quality:
             from surgtwin.core.mesh.checks import check_mesh
 
-            mesh.quality = check_mesh(verts, faces, voxel_volume_ml=float(counts[value]) * voxel_ml, method=method)
+            mesh.quality = check_mesh(verts, faces, voxel_volume_ml=float(np.count_nonzero(arr == value)) * voxel_ml, method=method)
             mesh.quality.repairs = repairs
         out[name] = mesh
     report(progress, 1.0, f"{len(out)} surfaces")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from surgtwin.core.errors import SurgtwinError
-from surgtwin.core.progress import CancelToken, Cancelled
+from surgtwin.core.progress import Cancelled, CancelToken
 from surgtwin.core.types import Label, LabelMap, LabelTable
 
 SAMPLE_CASES = ("abdomen-pelvis", "cardiac-cta", "head")

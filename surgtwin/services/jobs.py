@@ -7,6 +7,8 @@ the GUI thread once it is finished, so no Qt object is ever touched from the wor
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 import traceback
@@ -49,6 +51,7 @@ class Job:
         self.error_traceback: str = ""
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self.nice = 5
 
     # -- called from the worker thread ----------------------------------------------------------
     def _progress(self, fraction: float, message: str = "") -> None:
@@ -59,7 +62,16 @@ class Job:
         if self.cancel_token.cancelled:
             raise Cancelled("cancelled by the user")
 
+    def _lower_priority(self) -> None:
+        """On Linux, niceness is per thread: lower this worker's so the GUI thread wins the CPU."""
+        if self.nice and sys.platform.startswith("linux"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except OSError:
+                pass
+
     def _run(self) -> None:
+        self._lower_priority()
         try:
             result = self._fn(*self._args, progress=self._progress, cancel=self.cancel_token, **self._kwargs)
         except Cancelled:

@@ -15,9 +15,11 @@ def create_app():
     app = QApplication.instance()
     if app is None:
         app = QApplication(sys.argv[:1])
+    if not app.property("surgtwin_themed"):
         app.setApplicationName("surgtwin")
         app.setOrganizationName("surgtwin")
         apply_theme(app)
+        app.setProperty("surgtwin_themed", True)
     return app
 
 

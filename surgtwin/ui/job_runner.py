@@ -6,10 +6,51 @@ finished, calls ``on_done(result)`` on the GUI thread or shows the error in a di
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+import time
+
+from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from surgtwin.services.jobs import CANCELLED, DONE, FAILED, Job
+
+
+class ProgressBar(QWidget):
+    """A progress bar that repaints asynchronously (QProgressBar.setValue repaints synchronously,
+    which costs a whole-window GL composition per step when a 3D view is on screen)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._value, self._text = 0, ""
+        self.setMinimumWidth(220)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(260, 18)
+
+    def value(self) -> int:
+        return self._value
+
+    def text(self) -> str:
+        return self._text
+
+    def setValue(self, v: int, text: str = "") -> None:  # noqa: N802
+        if v != self._value or text != self._text:
+            self._value, self._text = int(v), text
+            self.update()
+
+    def paintEvent(self, _e) -> None:  # noqa: N802
+        p = QPainter(self)
+        r = QRectF(self.rect()).adjusted(0.5, 2.5, -0.5, -2.5)
+        p.setPen(QColor("#3b4252"))
+        p.setBrush(QColor("#1b1f27"))
+        p.drawRoundedRect(r, 3, 3)
+        done = QRectF(r.x(), r.y(), r.width() * self._value / 1000.0, r.height())
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor("#4da3ff"))
+        p.drawRoundedRect(done, 3, 3)
+        p.setPen(QColor("#e5e9f0"))
+        p.drawText(r, Qt.AlignmentFlag.AlignCenter, self._text)
+        p.end()
 
 
 class JobRunner(QObject):
@@ -25,15 +66,20 @@ class JobRunner(QObject):
         lay = QHBoxLayout(self.widget)
         lay.setContentsMargins(0, 0, 0, 0)
         self.label = QLabel("")
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
+        self.bar = ProgressBar()
         self.bar.setObjectName("jobProgress")
+        self._last_paint = 0.0
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("jobCancel")
         self.cancel_button.clicked.connect(self.cancel)
         lay.addWidget(self.label)
         lay.addWidget(self.bar)
         lay.addWidget(self.cancel_button)
+        # keep the status bar's height when the job widget appears, so the views (and the 3D render
+        # window) are not resized and re-rendered at the start and end of every job
+        pol = self.widget.sizePolicy()
+        pol.setRetainSizeWhenHidden(True)
+        self.widget.setSizePolicy(pol)
         self.widget.hide()
         self.timer = QTimer(self)
         self.timer.setInterval(40)
@@ -52,7 +98,8 @@ class JobRunner(QObject):
         self.job = Job(name, fn, *args, **kwargs)
         self._on_done = on_done
         self.label.setText(name + "…")
-        self.bar.setValue(0)
+        self.bar.setValue(0, "starting")
+        self._last_paint = 0.0
         self.cancel_button.setEnabled(True)
         self.widget.show()
         self.job.start()
@@ -72,9 +119,11 @@ class JobRunner(QObject):
             self.timer.stop()
             return
         st = job.status()
-        self.bar.setValue(int(st.fraction * 1000))
-        self.bar.setFormat(f"{st.fraction * 100:.0f}%  {st.message[:40]}")
         if not st.finished:
+            now = time.monotonic()
+            if now - self._last_paint >= 0.25:  # a few repaints a second are enough to show progress
+                self._last_paint = now
+                self.bar.setValue(max(1, int(st.fraction * 1000)), f"{st.fraction * 100:.0f}%  {st.message[:40]}")
             return
         self.timer.stop()
         self.job, on_done = None, self._on_done

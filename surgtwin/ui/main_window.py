@@ -475,6 +475,6 @@ class MainWindow(QMainWindow):
 
     def screenshot(self, path) -> Path:
         """Render every view and save a PNG of the whole window."""
-        self.views.view3d.render()
+        self.views.view3d.render_now()
         self.grab().save(str(path))
         return Path(path)

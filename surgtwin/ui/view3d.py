@@ -26,6 +26,11 @@ class View3D(QWidget):
         self.painter = None
         self.volume_preset: str | None = None
         self._press = None
+        self.multi_samples = 0
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(0)
+        self._render_timer.timeout.connect(self.render_now)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
@@ -70,7 +75,8 @@ class View3D(QWidget):
 
         from surgtwin.render.scene import ScenePainter, add_orientation_marker
 
-        self.plotter = QtInteractor(self, auto_update=False, multi_samples=4)
+        # no MSAA: with the software renderer (llvmpipe) 4x MSAA doubles the frame time
+        self.plotter = QtInteractor(self, auto_update=False, multi_samples=self.multi_samples)
         self.plotter.setAcceptDrops(False)  # drops go to the main window
         self.plotter.set_background("#1d2330", top="#3a4356")
         add_orientation_marker(self.plotter)
@@ -91,6 +97,12 @@ class View3D(QWidget):
             self.plotter = None
 
     def render(self) -> None:  # type: ignore[override]
+        """Ask for a render; several model changes in one event-loop turn cost one frame."""
+        if self.plotter is not None:
+            self._render_timer.start()
+
+    def render_now(self) -> None:
+        self._render_timer.stop()
         if self.plotter is not None:
             self.plotter.render()
 

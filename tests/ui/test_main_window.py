@@ -1,0 +1,304 @@
+"""The real main window driven with pytest-qt (runs under Xvfb through pytest-xvfb)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+from tests.ui.conftest import wait_jobs
+
+pytestmark = pytest.mark.gui
+
+
+def _pt(p: QPointF) -> QPoint:
+    return QPoint(int(round(p.x())), int(round(p.y())))
+
+
+def _move(widget, pos, buttons=Qt.MouseButton.NoButton):
+    """Deliver a mouse move (QTest.mouseMove does not reliably send one without a real cursor)."""
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    p = QPointF(pos)
+    ev = QMouseEvent(QMouseEvent.Type.MouseMove, p, widget.mapToGlobal(p), Qt.MouseButton.NoButton, buttons,
+                     Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, ev)
+
+
+def test_open_volume_shows_views_structures_and_meshes(loaded):
+    win = loaded
+    s = win.session
+    assert s.volume.shape == (40, 72, 72)
+    assert "NOT FOR CLINICAL USE" in win.windowTitle()
+    table = win.panels["structures"].table
+    assert table.rowCount() == 8
+    assert table.item(0, 0).text() == "liver"
+    # meshes were built from the case's labels and painted in 3D
+    assert set(s.meshes) >= {"liver", "aorta", "vertebrae"}
+    assert len(win.views.view3d.painter.actors) == len(s.meshes)
+    # the axial view shows the image with the label overlay (liver colour present in the picture)
+    img = win.views.slices["axial"].render_image()
+    assert img is not None and img.width() == 72 and img.height() == 72
+
+
+def test_status_bar_shows_hu_and_lps_under_cursor(loaded, qtbot):
+    win = loaded
+    view = win.views.slices["axial"]
+    k, j, i = 20, 30, 25
+    target = win.session.volume.index_to_world((k, j, i))
+    win.session.set_crosshair(target)
+    _move(view, _pt(view.screen_from_lps(target)))
+    text = win.cursor_label.text()
+    assert f"HU {win.session.volume.array[k, j, i]:.0f}" in text
+    import re
+
+    shown = [float(v) for v in re.search(r"LPS \(([-\d.]+), ([-\d.]+), ([-\d.]+)\) mm", text).groups()]
+    assert np.allclose(shown, target, atol=1.0)  # within a pixel of the 4 mm voxel centre
+
+
+def test_toggle_structure_hides_mesh_and_overlay(loaded, qtbot):
+    win = loaded
+    table = win.panels["structures"].table
+    item = table.item(0, 0)  # liver
+    item.setCheckState(Qt.CheckState.Unchecked)
+    liver = win.session.display[1]
+    assert liver.visible is False
+    actor = win.views.view3d.painter.actors[("structure", "liver")]
+    assert not actor.GetVisibility()
+    view = win.views.slices["axial"]
+    view.render_image()
+    assert view._lut[1, 3] == 0  # hidden in the overlay
+    item.setCheckState(Qt.CheckState.Checked)
+    assert actor.GetVisibility()
+
+
+def test_scroll_and_click_move_linked_crosshair(loaded, qtbot):
+    win = loaded
+    ax, cor = win.views.slices["axial"], win.views.slices["coronal"]
+    k0 = ax.slice_index
+    ax.step(3)
+    assert ax.slice_index == k0 + 3
+    # the coronal view's crosshair follows the axial slice
+    y = cor.screen_from_lps(win.session.crosshair_lps).y()
+    qtbot.mouseClick(cor, Qt.MouseButton.LeftButton, pos=QPoint(cor.width() // 3, int(y) - 40))
+    assert ax.slice_index != k0 + 3
+
+
+def test_window_level_drag_and_presets(loaded, qtbot):
+    win = loaded
+    view = win.views.slices["axial"]
+    w0, l0 = win.session.window
+    c = view.rect().center()
+    qtbot.mousePress(view, Qt.MouseButton.RightButton, pos=c)
+    _move(view, c + QPoint(50, 20), Qt.MouseButton.RightButton)
+    qtbot.mouseRelease(view, Qt.MouseButton.RightButton, pos=c + QPoint(50, 20))
+    w1, l1 = win.session.window
+    assert w1 > w0 and l1 < l0
+    win.preset_actions["Bone"].trigger()
+    assert win.session.window == (1800.0, 400.0)
+
+
+def test_measure_distance_in_axial_view(loaded, qtbot):
+    win = loaded
+    view = win.views.slices["axial"]
+    win.tools.set(tool="distance")
+    c = win.session.crosshair_lps
+    a, b = c + np.array([-40.0, 0, 0]), c + np.array([0, 30.0, 0])
+    for p in (a, b):
+        qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=_pt(view.screen_from_lps(p)))
+    assert len(win.session.measurements) == 1
+    m = win.session.measurements[0]
+    assert m.kind == "distance" and m.value == pytest.approx(50.0, abs=3.0)
+    assert win.panels["tools"].list.count() == 1
+
+
+def test_paint_then_undo_and_redo(loaded, qtbot):
+    win = loaded
+    labels = win.session.labels.array
+    before = labels.copy()
+    view = win.views.slices["axial"]
+    win.panels["structures"].select_value(5)  # aorta
+    assert win.tools.active_label == 5
+    win.tools.set(tool="paint", brush_radius_mm=8.0)
+    p0 = view.screen_from_lps(win.session.crosshair_lps + np.array([-60.0, -20.0, 0]))
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=_pt(p0))
+    _move(view, _pt(p0 + QPointF(30, 0)), Qt.MouseButton.LeftButton)
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=_pt(p0 + QPointF(30, 0)))
+    painted = int(np.count_nonzero(labels != before))
+    assert painted > 10
+    assert np.all(labels[labels != before] == 5)
+    assert win.editor.undo_stack.count() == 1
+    win.act_undo.trigger()
+    assert np.array_equal(labels, before)
+    win.act_redo.trigger()
+    assert int(np.count_nonzero(labels != before)) == painted
+    # the edit triggers a mesh refresh of the painted structure
+    qtbot.waitUntil(lambda: win.jobs.busy or not win._mesh_timer.isActive(), timeout=5000)
+    wait_jobs(qtbot, win)
+
+
+def test_keep_largest_island_is_undoable(loaded, qtbot):
+    win = loaded
+    labels = win.session.labels.array
+    labels[0:2, 0:2, 0:2] = 1  # a stray liver island in a corner
+    before = labels.copy()
+    win.panels["structures"].select_value(1)
+    win.label_operation("largest_island")
+    assert labels[0, 0, 0] == 0
+    win.act_undo.trigger()
+    assert np.array_equal(labels, before)
+
+
+def test_click_in_3d_moves_crosshair_onto_a_surface(loaded, qtbot):
+    win = loaded
+    v3 = win.views.view3d
+    v3.standard_view("A")
+    v3.render_now()
+    before = win.session.crosshair_lps.copy()
+    pl = v3.plotter
+    lps = v3.pick_display(pl.width() / 2, pl.height() / 2)
+    assert lps is not None
+    assert np.allclose(win.session.crosshair_lps, win.session.volume.index_to_world(
+        np.clip(win.session.volume.world_to_index(lps), 0, np.asarray(win.session.volume.shape) - 1)))
+    assert not np.allclose(win.session.crosshair_lps, before)
+
+
+def test_layouts(loaded):
+    win = loaded
+    win.set_layout("1x3")
+    assert win.views.view3d.isHidden() and win.views.slices["sagittal"].isVisible()
+    win.set_layout("3d")
+    assert win.views.view3d.isVisible() and win.views.slices["axial"].isHidden()
+    win.set_layout("2x2")
+    assert all(v.isVisible() for v in win.views.slices.values())
+
+
+def _fake_segment(delay_s=1.5):
+    """A fake core segmentation: real CPU work in small steps, with progress and cancel."""
+    from surgtwin.core.progress import check, report
+    from surgtwin.services.demo import phantom
+
+    result = {}
+
+    def segment(volume, *, method="classical", progress=None, cancel=None):
+        t0 = time.perf_counter()
+        a = np.random.default_rng(0).random(200_000)
+        while time.perf_counter() - t0 < delay_s:
+            a = np.sqrt(a * a + 1.0) - 1.0  # single-threaded numpy work, like a classical pipeline
+            check(cancel)
+            report(progress, (time.perf_counter() - t0) / delay_s, "thinking")
+        return result["labels"]
+
+    def prepare(volume):
+        result["labels"] = phantom(shape=volume.shape, spacing_mm=tuple(volume.spacing_mm))[1]
+        return segment
+
+    return prepare
+
+
+def test_segment_runs_in_worker_with_progress_and_gui_stays_responsive(loaded, qtbot, monkeypatch):
+    from PySide6.QtCore import QTimer
+
+    from surgtwin.services import pipeline
+
+    win = loaded
+    monkeypatch.setattr(pipeline, "segmentation_available", lambda: True)
+    monkeypatch.setattr(pipeline, "segment", _fake_segment(1.5)(win.session.volume))
+    win.session.set_labels(None)
+    qtbot.wait(500)  # let the views redraw first: only the job's time is measured
+    stamps = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    timer.start(10)
+    win.act_segment.trigger()
+    job = win.jobs.job
+    assert win.jobs.busy and win.jobs.widget.isVisible()
+    qtbot.waitUntil(lambda: win.jobs.bar.value() > 0, timeout=5000)
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=20000)  # measured while the job runs
+    timer.stop()
+    assert win.session.labels is not None
+    run_s = job.status().elapsed_s  # only the stamps taken while the worker ran
+    stamps = [t for t in stamps if t - stamps[0] <= run_s]
+    gaps = np.diff(stamps)
+    assert len(stamps) > 50
+    assert gaps.max() < 0.100, f"event loop blocked for {gaps.max() * 1000:.0f} ms"
+    assert len(win.session.labels.labels) == 8
+    wait_jobs(qtbot, win)  # meshes follow segmentation
+    assert "liver" in win.session.meshes
+
+
+def test_cancel_stops_the_job_and_keeps_state(loaded, qtbot, monkeypatch):
+    from surgtwin.services import pipeline
+
+    win = loaded
+    monkeypatch.setattr(pipeline, "segmentation_available", lambda: True)
+    monkeypatch.setattr(pipeline, "segment", _fake_segment(30.0)(win.session.volume))
+    labels = win.session.labels
+    win.act_segment.trigger()
+    qtbot.waitUntil(lambda: win.jobs.bar.value() > 0, timeout=5000)
+    qtbot.mouseClick(win.jobs.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=5000)
+    assert win.jobs.last_state == "cancelled"
+    assert win.session.labels is labels
+
+
+def test_user_error_is_shown_in_a_dialog_not_raised(window, qtbot, tmp_path):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not an image")
+    window.open_path(bad)
+    wait_jobs(qtbot, window)
+    box = window.last_dialog
+    assert box is not None and box.isVisible()
+    assert "broken.nii.gz" in box.informativeText()
+    assert "Traceback" not in box.informativeText()
+    box.close()
+
+
+def test_segment_without_core_module_says_not_available(window, qtbot, phantom_dir, monkeypatch):
+    from surgtwin.services import pipeline
+
+    monkeypatch.setattr(pipeline, "segmentation_available", lambda: False)
+    window.open_path(phantom_dir / "image.nii.gz")
+    qtbot.waitUntil(lambda: window.session.volume is not None, timeout=30000)
+    wait_jobs(qtbot, window)
+    window.act_segment.trigger()
+    assert window.last_dialog.objectName() == "notAvailable" and window.last_dialog.isVisible()
+    assert "not available yet" in window.last_dialog.text()
+    window.last_dialog.close()
+
+
+def test_save_and_open_session_roundtrip(loaded, qtbot, tmp_path):
+    win = loaded
+    win.session.set_structure(2, visible=False, color=(10, 20, 30))
+    win.session.labels.array[20, 30, 30] = 5
+    win.session.set_window(1800, 400)
+    from surgtwin.services.session import Measurement
+
+    win.session.add_measurement(Measurement("distance", [(0, 0, 0), (3, 4, 0)], "axial"))
+    labels = win.session.labels.array.copy()
+    folder = tmp_path / "case.surgtwin"
+    win.save_session(folder)
+    wait_jobs(qtbot, win)
+    assert (folder / "session.json").is_file()
+    win.session.clear()
+    win.open_path(folder)
+    qtbot.waitUntil(lambda: win.session.volume is not None, timeout=30000)
+    wait_jobs(qtbot, win)
+    s = win.session
+    assert np.array_equal(s.labels.array, labels)
+    assert s.display[2].visible is False and s.display[2].color == (10, 20, 30)
+    assert s.window == (1800.0, 400.0)
+    assert [m.value for m in s.measurements] == [pytest.approx(5.0)]
+    assert set(s.meshes) == set(win.session.meshes) and s.meshes
+
+
+def test_about_box_says_not_for_clinical_use(window):
+    from surgtwin import __version__
+    from surgtwin.ui.dialogs import about_box
+
+    box = about_box(window)
+    assert "NOT FOR CLINICAL USE" in box.text() and __version__ in box.text()
+    box.close()

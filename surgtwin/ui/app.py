@@ -59,8 +59,7 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
         app.processEvents()
         win.screenshot(screenshot)
         print(f"surgtwin: screenshot saved to {screenshot} ({time.perf_counter() - t0:.1f} s after start)")
-        if quit_after is None:
-            QTimer.singleShot(100, app.quit)
+        QTimer.singleShot(100, app.quit)  # --quit-after is the deadline; done once the picture is saved
 
     def poll() -> None:
         # screenshot once nothing is running and the 3D view exists (or after quit_after - 1 s at the latest)
@@ -81,5 +80,8 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
         QTimer.singleShot(int(max(0.0, quit_after - 1.0) * 1000), take_shot)
         QTimer.singleShot(int(quit_after * 1000), app.quit)
     rc = app.exec()
+    failed = win.jobs.last_state == "failed" and win.jobs.last_error is not None
+    if failed:
+        print(f"surgtwin: error: {win.jobs.last_error}", file=sys.stderr)
     win.close()
-    return int(rc)
+    return 2 if failed and rc == 0 else int(rc)

@@ -1,0 +1,239 @@
+"""Headless tests of the app's services and render layers (no Qt, no display)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from surgtwin.core.errors import SurgtwinError
+from surgtwin.core.progress import Cancelled
+
+
+@pytest.fixture(scope="module")
+def case():
+    from surgtwin.services.demo import phantom
+
+    return phantom(shape=(30, 48, 48), spacing_mm=(4.0, 3.0, 3.0))
+
+
+def test_services_and_render_do_not_import_qt():
+    code = ("import sys, surgtwin.services.session, surgtwin.services.jobs, surgtwin.services.pipeline, "
+            "surgtwin.services.session_io, surgtwin.services.panels, surgtwin.services.label_edits, "
+            "surgtwin.render.slices, surgtwin.render.scene, surgtwin.render.snapshot;"
+            "bad=[m for m in sys.modules if m.split('.')[0] in ('PySide6','vtk','vtkmodules','pyvista','pyvistaqt')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_session_events_and_crosshair_clamped(case):
+    from surgtwin.services.session import Session
+
+    vol, lab = case
+    s = Session()
+    seen = []
+    s.crosshair_changed.connect(lambda: seen.append("x"))
+    s.labels_changed.connect(lambda bbox: seen.append(("l", bbox)))
+    s.set_volume(vol)
+    s.set_labels(lab)
+    assert s.window == (400.0, 40.0)
+    assert sorted(s.display) == list(range(1, 9))
+    s.set_crosshair([1e6, -1e6, 0])
+    k, j, i = s.crosshair_index()
+    assert i == vol.shape[2] - 1 and j == 0
+    assert "x" in seen and ("l", None) in seen
+    with pytest.raises(SurgtwinError):
+        s.set_structure(99, visible=False)
+
+
+def test_plane_mapping_follows_the_affine():
+    from surgtwin.render.slices import EDGE_LETTERS, extract, plane_mapping
+
+    arr = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    # slices go inferior (-S), rows go anterior (-P): both must be flipped to show upright
+    aff = np.array([[0, 0, 1.0, 0], [0, -2.0, 0, 0], [-3.0, 0, 0, 0], [0, 0, 0, 1]])
+    ax = plane_mapping(aff, arr.shape, "axial")
+    assert (ax.slice_axis, ax.row_axis, ax.col_axis, ax.flip_rows, ax.slice_sign) == (0, 1, 2, True, -1)
+    np.testing.assert_array_equal(extract(arr, ax, 1), arr[1, ::-1, :])
+    cor = plane_mapping(aff, arr.shape, "coronal")
+    assert (cor.slice_axis, cor.row_axis, cor.col_axis, cor.flip_rows) == (1, 0, 2, False)  # -S runs down already
+    sag = plane_mapping(aff, arr.shape, "sagittal")
+    assert (sag.slice_axis, sag.row_axis, sag.col_axis, sag.flip_cols) == (2, 0, 1, True)
+    np.testing.assert_array_equal(extract(arr, sag, 2), arr[:, ::-1, 2])
+    r, c = sag.pixel_from_index((1.0, 3.0, 2.0))
+    np.testing.assert_allclose(sag.index_from_pixel(2, r, c), (1.0, 3.0, 2.0))
+    assert EDGE_LETTERS["axial"] == ("R", "L", "A", "P")
+
+
+def test_window_and_overlay_colours():
+    from surgtwin.render.slices import blend_labels, gray_to_bgra, label_lut, window_to_gray
+    from surgtwin.services.session import StructureDisplay
+
+    g = window_to_gray(np.array([[-1000, 40, 240, 3000]]), 400, 40)
+    assert g.tolist() == [[0, 127, 255, 255]]
+    lut = label_lut({1: StructureDisplay(1, "a", (255, 0, 0), opacity_2d=1.0),
+                     2: StructureDisplay(2, "b", (0, 255, 0), visible=False)}, 255)
+    img = blend_labels(gray_to_bgra(np.zeros((1, 3), np.uint8)), np.array([[0, 1, 2]]), lut)
+    assert img[0, 0, :3].tolist() == [0, 0, 0]
+    assert img[0, 1, :3].tolist() == [0, 0, 255]  # BGR order: red
+    assert img[0, 2, :3].tolist() == [0, 0, 0]  # hidden structure
+
+
+def test_paint_erase_threshold_and_undo_are_exact():
+    from surgtwin.services import label_edits as LE
+
+    lab = np.zeros((5, 20, 20), np.uint8)
+    img = np.zeros_like(lab, dtype=np.int16)
+    img[:, :, 10:] = 300
+    e = LE.paint(lab, (2.0, 1.0, 1.0), (2, 10, 10), 3.0, 4, axis=0)
+    e.apply(lab)
+    assert lab[2].sum() == 4 * 29 and lab[1].sum() == 0  # a 3 mm disc = 29 pixels, one slice only
+    t = LE.paint(lab, (2.0, 1.0, 1.0), (3, 10, 10), 3.0, 7, axis=0, image=img, hu_range=(100, 500))
+    t.apply(lab)
+    assert set(np.unique(lab[3, :, :10])) == {0} and (lab[3] == 7).sum() > 0
+    before = lab.copy()
+    x = LE.erase(lab, (2.0, 1.0, 1.0), (2, 10, 10), 1.0, only_value=4, axis=0)
+    x.apply(lab)
+    assert (lab[2] == 4).sum() == 29 - 5
+    x.revert(lab)
+    np.testing.assert_array_equal(lab, before)
+
+
+def test_merge_of_a_stroke_reverts_to_the_start():
+    from surgtwin.services import label_edits as LE
+
+    lab = np.zeros((3, 30, 30), np.uint8)
+    start = lab.copy()
+    edits = []
+    for c in (5, 8, 11, 14):
+        e = LE.paint(lab, (1, 1, 1), (1, 10, c), 3.0, 2, axis=0)
+        e.apply(lab)
+        edits.append(e)
+    m = LE.merge(edits, lab, "Paint")
+    end = lab.copy()
+    m.revert(lab)
+    np.testing.assert_array_equal(lab, start)
+    m.apply(lab)
+    np.testing.assert_array_equal(lab, end)
+
+
+def test_keep_largest_island_and_smooth():
+    from surgtwin.services import label_edits as LE
+
+    lab = np.zeros((10, 10, 10), np.uint8)
+    lab[2:7, 2:7, 2:7] = 3
+    lab[8, 8, 8] = 3
+    lab[4, 4, 4] = 0  # a hole
+    e = LE.keep_largest_island(lab, 3)
+    e.apply(lab)
+    assert lab[8, 8, 8] == 0 and lab[3, 3, 3] == 3
+    s = LE.smooth(lab, 3)
+    s.apply(lab)
+    assert lab[4, 4, 4] == 3  # closing fills the hole
+    with pytest.raises(SurgtwinError):
+        LE.keep_largest_island(lab, 9)
+
+
+def test_measurements_and_structure_stats(case):
+    from surgtwin.services.measure import angle_deg, distance_mm, structure_stats
+
+    assert distance_mm((0, 0, 0), (3, 4, 12)) == pytest.approx(13.0)
+    assert angle_deg((1, 0, 0), (0, 0, 0), (0, 5, 0)) == pytest.approx(90.0)
+    vol, lab = case
+    st = structure_stats(lab, vol)
+    liver = st[1]
+    n = int((lab.array == 1).sum())
+    assert liver["voxels"] == n
+    assert liver["volume_ml"] == pytest.approx(n * 4 * 3 * 3 / 1000)
+    assert liver["mean_hu"] == pytest.approx(float(vol.array[lab.array == 1].mean()))
+    assert 40 < liver["mean_hu"] < 85  # the phantom's liver is 62 HU plus noise
+
+
+def test_jobs_report_progress_cancel_and_errors():
+    from surgtwin.services.jobs import Job
+
+    def slow(n, *, progress=None, cancel=None):
+        for i in range(n):
+            progress(i / n, f"step {i}")
+            time.sleep(0.01)
+        return n
+
+    j = Job("ok", slow, 5).start()
+    assert j.wait(5) and j.status().state == "done" and j.result == 5 and j.status().fraction == 1.0
+    c = Job("cancel", slow, 10_000).start()
+    time.sleep(0.05)
+    c.cancel()
+    assert c.wait(5) and c.status().state == "cancelled"
+
+    def bad(*, progress=None, cancel=None):
+        raise SurgtwinError("broken file", path="/x.nii")
+
+    f = Job("bad", bad).start()
+    f.wait(5)
+    assert f.status().state == "failed" and isinstance(f.error, SurgtwinError)
+    def cancels_itself(*, progress=None, cancel=None):
+        cancel.cancel()
+        progress(0.5, "after cancel")  # the job's progress callback raises Cancelled
+        return "never"
+
+    with pytest.raises(Cancelled):
+        Job("self-cancel", cancels_itself).run_here()
+
+
+def test_session_save_is_atomic_versioned_and_verified(tmp_path, case):
+    from surgtwin.services import session_io
+    from surgtwin.services.demo import write_phantom
+    from surgtwin.services.pipeline import open_case
+    from surgtwin.services.session import Measurement, Session
+
+    img = write_phantom(tmp_path / "ph", shape=(20, 32, 32))
+    vol, lab, src = open_case(img)
+    s = Session()
+    s.set_volume(vol, source=src)
+    s.set_labels(lab)
+    s.add_measurement(Measurement("angle", [(1, 0, 0), (0, 0, 0), (0, 1, 0)], "axial"))
+    out = session_io.save_session(s, tmp_path / "a.surgtwin")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".a.surgtwin")]  # no temp left behind
+    doc = session_io.read_session(out)
+    assert doc["schema_version"] == session_io.SCHEMA_VERSION
+    s2 = Session()
+    session_io.apply_loaded(s2, session_io.open_session(out, s2))
+    np.testing.assert_array_equal(s2.labels.array, s.labels.array)
+    assert s2.measurements[0].value == pytest.approx(90.0)
+    # saving again replaces the folder atomically
+    session_io.save_session(s, out)
+    # a damaged file is refused with a message naming it
+    (out / "labels.nii.gz").write_bytes(b"garbage")
+    with pytest.raises(SurgtwinError, match="damaged"):
+        session_io.read_session(out)
+    (out / "session.json").write_text('{"schema_version": 99}')
+    with pytest.raises(SurgtwinError, match="newer"):
+        session_io.read_session(out)
+
+
+def test_panel_registry():
+    from surgtwin.services.panels import PanelRegistry, PanelSpec, default_registry
+
+    reg = default_registry()
+    assert [s.id for s in reg.specs()][:2] == ["structures", "tools"]
+    reg.register(PanelSpec("implants", "Implants", "x.y:Z", "left", 50))
+    assert "implants" in reg
+    with pytest.raises(SurgtwinError):
+        reg.register(PanelSpec("implants", "Again", "x.y:Z"))
+    with pytest.raises(SurgtwinError):
+        PanelSpec("bad", "Bad", "no.such.module:X").load_factory()
+
+
+def test_display_meshes_are_in_lps(case):
+    from surgtwin.services.meshing import surfaces_for_display
+
+    vol, lab = case
+    meshes = surfaces_for_display(lab, labels=["aorta"])
+    m = meshes["aorta"]
+    idx = lab.world_to_index(m.vertices)
+    inside = np.argwhere(lab.array == 5)
+    assert np.all(idx.min(axis=0) >= inside.min(axis=0) - 1) and np.all(idx.max(axis=0) <= inside.max(axis=0) + 1)

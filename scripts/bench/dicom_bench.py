@@ -114,7 +114,7 @@ def bench_load(folder: Path, repeats: int) -> None:
     print(f"load 512x512x400 CT ({nbytes / 2**20:.0f} MiB as {res['surgtwin'][0]['dtype']}), median of {repeats}:")
     for w in ("surgtwin", "simpleitk"):
         print(f"  {w:10s} {med[w]:6.2f} s   peak RAM {peak[w] / 2**20:7.0f} MiB = {peak[w] / nbytes:4.2f}x volume"
-              f"   runs: {', '.join('%.2f' % r['s'] for r in res[w])}")
+              f"   runs: {', '.join(format(r['s'], '.2f') for r in res[w])}")
     print(f"  time ratio surgtwin/SimpleITK = {med['surgtwin'] / med['simpleitk']:.2f}  (goal <= 1.0)")
     print(f"  peak RAM surgtwin / volume size = {peak['surgtwin'] / nbytes:.2f}  (goal <= 1.5)")
 

@@ -269,7 +269,7 @@ def _from_pydicom_quiet(path, pydicom, InvalidDicomError) -> list[SliceHeader]:
         except Exception as exc:  # noqa: BLE001 - garbage bytes raise all kinds of errors
             raise SurgtwinError(f"not a readable DICOM file ({type(exc).__name__})", path=path) from None
         if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
-            raise SurgtwinError("not a DICOM file (no DICM marker, no SOP Class UID)", path=path)
+            raise SurgtwinError("not a DICOM file (no DICM marker, no SOP Class UID)", path=path) from None
     except Exception as exc:  # noqa: BLE001
         raise SurgtwinError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", path=path) from None
     if len(ds) == 0:

@@ -130,3 +130,13 @@ def test_corrupt_nifti_is_a_clear_error(tmp_path):
     bad.write_bytes(b"\x1f\x8b" + b"\x00" * 100)
     with pytest.raises(surgtwin.SurgtwinError, match="bad.nii.gz"):
         surgtwin.load_volume(bad)
+
+
+def test_fifo_in_folder_does_not_hang(tmp_path):
+    write_series(tmp_path / "s", shape=(3, 8, 8))
+    os.mkfifo(tmp_path / "s" / "pipe.dcm")
+    result = scan(tmp_path / "s")
+    assert any(p.endswith("pipe.dcm") and "FIFO" in r for p, r in result.skipped)
+    assert surgtwin.load_volume(tmp_path / "s").shape == (3, 8, 8)
+    with pytest.raises(surgtwin.SurgtwinError, match="not a regular file"):
+        surgtwin.load_volume(tmp_path / "s" / "pipe.dcm")

@@ -22,14 +22,29 @@ class ScanResult:
     n_files: int = 0
 
 
-def list_files(root: Path) -> list[str]:
+def list_files(root: Path, skipped: list[tuple[str, str]] | None = None) -> list[str]:
+    """Regular files under ``root`` (sorted, hidden ones left out). FIFOs, sockets and devices are
+    listed in ``skipped``: opening a FIFO would block the scan forever."""
+    import stat
+
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            files.append(os.path.join(dirpath, name))
+            path = os.path.join(dirpath, name)
+            try:
+                mode = os.stat(path).st_mode
+            except OSError as exc:
+                if skipped is not None:
+                    skipped.append((path, f"cannot read file ({exc.strerror})"))
+                continue
+            if not stat.S_ISREG(mode):
+                if skipped is not None:
+                    skipped.append((path, "not a regular file (FIFO, socket or device)"))
+                continue
+            files.append(path)
     return files
 
 
@@ -43,9 +58,14 @@ def scan(
     root = Path(path)
     if not root.exists():
         raise SurgtwinError("no such file or folder", path=root)
-    files = [str(root)] if root.is_file() else list_files(root)
-    headers: list[SliceHeader] = []
     skipped: list[tuple[str, str]] = []
+    if root.is_dir():
+        files = list_files(root, skipped)
+    elif root.is_file():
+        files = [str(root)]
+    else:
+        raise SurgtwinError("not a regular file or folder (FIFO, socket or device)", path=root)
+    headers: list[SliceHeader] = []
     total = len(files)
     for i, f in enumerate(files):
         if i % 256 == 0:

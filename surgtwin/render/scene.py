@@ -87,6 +87,7 @@ class ScenePainter:
         self.actors: dict = {}
         self._objects: dict = {}
         self._cross_actor = None
+        self._cross_size = None
         self._volume_actor = None
 
     def sync(self, objects: dict, *, kind: str | None = None) -> None:
@@ -127,13 +128,17 @@ class ScenePainter:
         return None
 
     def set_crosshair(self, lps, size_mm: float = 6.0) -> None:
+        """A small sphere at the MPR crosshair; made once, then only moved (cheap on every slice step)."""
         import pyvista as pv
 
-        sphere = pv.Sphere(radius=size_mm / 2, center=np.asarray(lps, float), theta_resolution=16, phi_resolution=16)
-        if self._cross_actor is not None:
-            self.plotter.remove_actor(self._cross_actor, render=False)
-        self._cross_actor = self.plotter.add_mesh(sphere, color=(1.0, 0.85, 0.1), name="crosshair", pickable=False,
-                                                  render=False, reset_camera=False)
+        if self._cross_actor is None or self._cross_size != size_mm:
+            if self._cross_actor is not None:
+                self.plotter.remove_actor(self._cross_actor, render=False)
+            sphere = pv.Sphere(radius=size_mm / 2, center=(0, 0, 0), theta_resolution=16, phi_resolution=16)
+            self._cross_actor = self.plotter.add_mesh(sphere, color=(1.0, 0.85, 0.1), name="crosshair",
+                                                      pickable=False, render=False, reset_camera=False)
+            self._cross_size = size_mm
+        self._cross_actor.SetPosition(*np.asarray(lps, float))
 
     def set_volume(self, volume, preset: str | None) -> None:
         """Volume rendering of ``volume`` with a CT preset; ``preset=None`` removes it."""

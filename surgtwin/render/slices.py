@@ -129,6 +129,40 @@ def label_lut(display: dict, max_value: int) -> np.ndarray:
     return lut
 
 
+class Compositor:
+    """Grey slice + label slice -> BGRA in one table lookup per pixel.
+
+    For every visible label row ``r`` and grey level ``g`` the blended colour is precomputed:
+    ``table[r, g] = g * (1 - a_r) + colour_r * a_r``; row 0 is plain grey (background and hidden
+    labels). Label values map to rows through ``remap``. Rebuild it when display settings change.
+    """
+
+    def __init__(self, lut: np.ndarray) -> None:
+        visible = np.flatnonzero(lut[:, 3] > 0)
+        self.remap = np.zeros(len(lut), dtype=np.uint16 if len(visible) >= 255 else np.uint8)
+        self.remap[visible] = np.arange(1, len(visible) + 1)
+        g = np.arange(256, dtype=np.float32)[None, :, None]
+        a = np.concatenate([[0.0], lut[visible, 3] / 255.0]).astype(np.float32)[:, None, None]
+        col = np.concatenate([np.zeros((1, 3)), lut[visible, :3][:, ::-1]]).astype(np.float32)[:, None, :]  # BGR
+        table = np.empty((len(visible) + 1, 256, 4), dtype=np.uint8)
+        table[..., :3] = np.rint(g * (1 - a) + col * a).astype(np.uint8)
+        table[..., 3] = 255
+        self.table = table
+        self.edge_bgra = np.concatenate([np.zeros((1, 4)), np.c_[lut[visible, :3][:, ::-1], np.full(len(visible), 255)]
+                                         ]).astype(np.uint8)
+
+    def __call__(self, gray: np.ndarray, labels2d: np.ndarray | None, *, outline: bool = True) -> np.ndarray:
+        if labels2d is None:
+            return gray_to_bgra(gray)
+        rows = self.remap[np.clip(labels2d, 0, len(self.remap) - 1)]
+        out = self.table[rows, gray]
+        if outline:
+            e = label_edges(rows)
+            if e.any():
+                out[e] = self.edge_bgra[rows[e]]
+        return out
+
+
 def blend_labels(bgra: np.ndarray, labels2d: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Alpha-blend a label slice (through an RGBA LUT) over a BGRA image, in place; returns it."""
     lab = np.clip(labels2d, 0, len(lut) - 1)

@@ -454,7 +454,8 @@ class MainWindow(QMainWindow):
     def showEvent(self, e) -> None:  # noqa: N802
         super().showEvent(e)
         if self.views.layout_name != "1x3":
-            QTimer.singleShot(0, self.views.view3d.ensure_plotter)
+            # let the first frame reach the screen before VTK is imported and the GL view is made
+            QTimer.singleShot(60, self.views.view3d.ensure_plotter)
 
     def dragEnterEvent(self, e) -> None:  # noqa: N802
         if e.mimeData().hasUrls():

@@ -99,22 +99,15 @@ class SliceView(QWidget):
             return self._image
         idx = key[0]
         gray = S.window_to_gray(S.extract(vol.array, m, idx), *self.session.window)
-        bgra = S.gray_to_bgra(gray)
         labels = self.session.labels
         if labels is not None and self.tools.show_overlay:
             if self._lut is None:
                 top = np.iinfo(labels.array.dtype).max if labels.array.dtype.itemsize <= 2 else 65535
                 self._lut = S.label_lut(self.session.display, int(top))
-            lab2d = S.extract(labels.array, m, idx)
-            S.blend_labels(bgra, lab2d, self._lut)
-            edges = S.label_edges(lab2d)
-            if edges.any():
-                lut = self._lut
-                cols = lut[np.clip(lab2d[edges], 0, len(lut) - 1)]
-                vis = cols[:, 3] > 0
-                sel = np.flatnonzero(edges.ravel())[vis]
-                flat = bgra.reshape(-1, 4)
-                flat[sel, 0], flat[sel, 1], flat[sel, 2] = cols[vis, 2], cols[vis, 1], cols[vis, 0]
+                self._compositor = S.Compositor(self._lut)
+            bgra = self._compositor(gray, S.extract(labels.array, m, idx))
+        else:
+            bgra = S.gray_to_bgra(gray)
         self._buf = np.ascontiguousarray(bgra)
         h, w = gray.shape
         self._image = QImage(self._buf.data, w, h, 4 * w, QImage.Format.Format_RGB32)

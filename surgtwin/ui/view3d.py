@@ -7,6 +7,8 @@ on a surface moves the MPR crosshair there.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
@@ -27,6 +29,8 @@ class View3D(QWidget):
         self.volume_preset: str | None = None
         self._press = None
         self.multi_samples = 0
+        self.min_frame_s = 0.15
+        self._last_render = 0.0
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
@@ -97,14 +101,18 @@ class View3D(QWidget):
             self.plotter = None
 
     def render(self) -> None:  # type: ignore[override]
-        """Ask for a render; several model changes in one event-loop turn cost one frame."""
-        if self.plotter is not None:
-            self._render_timer.start()
+        """Ask for a render. Requests are coalesced and spaced by ``min_frame_s`` so that scrolling
+        through slices (which moves the 3D crosshair) never queues software-rendered frames."""
+        if self.plotter is None or self._render_timer.isActive():
+            return
+        wait = self.min_frame_s - (time.perf_counter() - self._last_render)
+        self._render_timer.start(max(0, int(wait * 1000)))
 
     def render_now(self) -> None:
         self._render_timer.stop()
         if self.plotter is not None:
             self.plotter.render()
+            self._last_render = time.perf_counter()
 
     # -- model -> scene -------------------------------------------------------------------------
     def _sync_meshes(self) -> None:

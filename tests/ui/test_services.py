@@ -237,3 +237,19 @@ def test_display_meshes_are_in_lps(case):
     idx = lab.world_to_index(m.vertices)
     inside = np.argwhere(lab.array == 5)
     assert np.all(idx.min(axis=0) >= inside.min(axis=0) - 1) and np.all(idx.max(axis=0) <= inside.max(axis=0) + 1)
+
+
+def test_compositor_matches_alpha_blending():
+    from surgtwin.render.slices import Compositor, blend_labels, gray_to_bgra, label_lut
+    from surgtwin.services.session import StructureDisplay
+
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    lab = rng.integers(0, 4, (40, 50)).astype(np.uint8)
+    lut = label_lut({1: StructureDisplay(1, "a", (250, 10, 10), opacity_2d=0.4),
+                     2: StructureDisplay(2, "b", (10, 250, 10), opacity_2d=0.8),
+                     3: StructureDisplay(3, "c", (0, 0, 250), visible=False)}, 255)
+    fast = Compositor(lut)(gray, lab, outline=False)
+    slow = blend_labels(gray_to_bgra(gray), lab, lut)
+    assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 1
+    assert np.array_equal(fast[lab == 3], gray_to_bgra(gray)[lab == 3])

@@ -16,6 +16,9 @@ from surgtwin.core.phantom.shapes import (
 )
 
 
+VFAT = 255  # temporary label: fat inside the peritoneal/pleural cavity (becomes "fat")
+
+
 def draw_params(rng) -> dict:
     s = rng.uniform(0.9, 1.1)  # overall size
     P = {
@@ -95,7 +98,7 @@ def _body(P) -> Implicit:
         bpost = P["b_post"] * np.interp(Z, zs, pk)
         b = np.where(Y < 0, bant, bpost)
         trunk = _ellipse2d(X, Y, a, b)
-        trunk = np.maximum(trunk, np.minimum(0.0, 25 * s - Z) * 0 - (Z - (-40 * s)))  # perineum
+        trunk = np.maximum(trunk, -40 * s - Z)  # perineum
         # thighs below the groin
         tx = (0.48 + 0.002 * fat) * hw
         tr = (62 + 0.9 * fat) * s
@@ -126,15 +129,16 @@ def build(canvas: Canvas, P, rng) -> dict:
     s = P["s"]
     known: dict = {"contrast_phase": P["phase"]}
     body = _body(P)
-    canvas.paint(body, L["fat"], rim_mm=2.0)
+    fat = P["fat_mm"]
+    wall = fat + 11 * s
+    sl, d = canvas.field(body, inner_mm=wall + 1)
+    canvas.paint_field(sl, d, L["fat"], rim_mm=2.0)
     canvas.labels[(canvas.zone == 1) & (canvas.labels == L["fat"])] = L["skin"]
     canvas.zone[:] = 0
-    fat = P["fat_mm"]
-    wall_in = Offset(body, -fat)
-    canvas.paint(wall_in, L["muscle"], only={L["fat"]})
-    cavity = Offset(body, -(fat + 11 * s))
+    canvas.paint_field(sl, d, L["muscle"], offset_mm=fat, only={L["fat"]})
     z_floor = -25 * s
-    canvas.paint(cavity, L["fat"], only={L["muscle"]}, where=lambda X, Y, Z: Z > z_floor)
+    canvas.paint_field(sl, d, VFAT, offset_mm=wall, only={L["muscle"]}, where=lambda X, Y, Z: Z > z_floor)
+    del d
 
     spine = _spine_line(P)
     # paraspinal, psoas, gluteal and iliacus muscles
@@ -142,56 +146,34 @@ def build(canvas: Canvas, P, rng) -> dict:
         zz = np.linspace(-10 * s, P["z_hi"] + 30, 8)
         yb, yc = spine(zz)
         pts = np.stack([np.full_like(zz, side * 38 * s), yc + 32 * s, zz], 1)
-        canvas.paint(Warp(Tube.along(pts, 30 * s), rng, 4, 120), L["muscle"], keep={L["skin"]})
+        canvas.paint(Warp(Tube.along(pts, 30 * s), rng, 4, 120), L["muscle"], only={L["fat"], VFAT})
         zp = np.array([250, 200, 150, 100, 55, 15, -25, -60]) * s
         ybp, _ = spine(np.clip(zp, 60 * s, None))
         xp = side * np.array([28, 36, 44, 52, 62, 72, 82, 92]) * s
         yp = np.array([ybp[0], ybp[1], ybp[2], ybp[3], 30 * s, 5 * s, -10 * s, 5 * s])
         rp = np.array([8, 13, 18, 21, 20, 18, 15, 12]) * s
-        canvas.paint(Tube.along(np.stack([xp, yp, zp], 1), rp), L["muscle"], only={L["fat"]})
+        canvas.paint(Tube.along(np.stack([xp, yp, zp], 1), rp), L["muscle"], only={L["fat"], VFAT})
         canvas.paint(Warp(ellipsoid([side * 95 * s, 70 * s, -5 * s], [55 * s, 45 * s, 75 * s],
                                     rotation(0, side * 15, 0)), rng, 5, 150), L["muscle"],
-                     keep={L["skin"]})
+                     only={L["fat"], VFAT})
     # lungs above the diaphragm domes
     dome_r, dome_l = 262 * s + rng.uniform(-8, 8), 250 * s + rng.uniform(-8, 8)
 
+    def dome_z(X, Y):
+        zr = (dome_r - 0.0022 * ((X + 80 * s) ** 2) / s - 0.0012 * (Y + 20 * s) ** 2 / s - 0.25 * np.maximum(Y, 0))
+        zl = (dome_l - 0.0022 * ((X - 80 * s) ** 2) / s - 0.0012 * (Y + 20 * s) ** 2 / s - 0.25 * np.maximum(Y, 0))
+        return np.maximum(zr, zl)
+
     def lung_fn(side, dome):
         def fn(X, Y, Z):
-            dz = dome - 0.0022 * ((X - side * 80 * s) ** 2) / s - 0.0025 * (Y - 30 * s) ** 2 / s
-            return np.maximum(dz - Z, np.maximum(-(side * X) + 15 * s, Y * 0 - 1))
+            return np.maximum(dome_z(X, Y) - Z, -(side * X) + 15 * s)
         return fn
 
-    rib_in = Offset(body, -(fat + 16 * s))
     for side, dome, name in ((-1, dome_r, "lung_right"), (1, dome_l, "lung_left")):
-        lung = Intersect(rib_in, Implicit(lung_fn(side, dome), [-200, -200, 180 * s], [200, 200, 500]))
-        canvas.paint(lung, L[name], only={L["fat"]}, where=lambda X, Y, Z: Y > -60 * s)
+        lung = Implicit(lung_fn(side, dome), [-200, -200, 180 * s], [200, 200, 500])
+        canvas.paint(lung, L[name], only={VFAT})
 
-    organ_space = {L["fat"]}
-    # liver: right lobe + left lobe, touching the wall and the right dome
-    liver = Union([
-        ellipsoid([-70 * s, 5 * s, 215 * s], [85 * s, 80 * s, 80 * s], rotation(0, 0, 10)),
-        ellipsoid([-20 * s, -30 * s, 230 * s], [75 * s, 45 * s, 45 * s], rotation(0, -10, -15)),
-        ellipsoid([-95 * s, 10 * s, 160 * s], [40 * s, 50 * s, 50 * s]),
-    ], k=30)
-    def below_dome(X, Y, Z):
-        return Z < dome_r - 0.0022 * ((X + 80 * s) ** 2) / s - 0.0025 * (Y - 30 * s) ** 2 / s - 3
-    canvas.paint(Warp(liver, rng, 8 * s, 160), L["liver"], only=organ_space, where=below_dome)
-    # gallbladder on the liver's underside
-    gb = ellipsoid([-50 * s, -35 * s, 175 * s], [16 * s, 18 * s, 38 * s], rotation(30, 0, 20))
-    canvas.paint(Warp(gb, rng, 3, 60), L["gallbladder"], rim_mm=2.0, only={L["liver"], L["fat"]})
-    # spleen, posterior left
-    spl = ellipsoid([95 * s, 45 * s, 220 * s], [30 * s, 60 * s, 50 * s], rotation(0, 10, 35))
-    canvas.paint(Warp(spl, rng, 6, 120), L["spleen"], only=organ_space,
-                 where=lambda X, Y, Z: Z < dome_l - 0.0022 * ((X - 80 * s) ** 2) / s - 3)
-    # stomach with gas anteriorly
-    st = Union([ellipsoid([55 * s, -25 * s, 225 * s], [45 * s, 40 * s, 50 * s], rotation(0, 0, -20)),
-                ellipsoid([25 * s, -50 * s, 180 * s], [40 * s, 25 * s, 30 * s], rotation(0, 30, -40))], k=25)
-    st = Warp(st, rng, 6, 100)
-    canvas.paint(st, L["stomach"], rim_mm=4.0, only=organ_space)
-    gas_y = -45 * s + rng.uniform(-10, 10)
-    canvas.paint(Offset(st, -4.0), L["stomach"], only={L["stomach"]}, where=lambda X, Y, Z: Y < gas_y)
-    canvas.zone[(canvas.labels == L["stomach"]) & (canvas.zone == 0)] = 0
-    _mark_zone(canvas, Offset(st, -4.0), L["stomach"], 2, lambda X, Y, Z: Y < gas_y)
+    organ_space = {VFAT}
     # kidneys (bean: ellipsoid minus hilum), cortex as rim
     for side, name, zk in ((1, "kidney_left", 165), (-1, "kidney_right", 150)):
         yb, _ = spine(zk * s)
@@ -199,15 +181,37 @@ def build(canvas: Canvas, P, rng) -> dict:
         R = rotation(-12, side * 10, side * 30)
         kid = Subtract(ellipsoid(c, [30 * s, 24 * s, 55 * s], R),
                        ellipsoid(c + R @ np.array([-side * 30 * s, 0, 0]), [14 * s, 10 * s, 20 * s], R), k=6)
-        canvas.paint(Warp(kid, rng, 3, 90), L[name], rim_mm=6.0 * s, only=organ_space | {L["muscle"]},
-                     keep={L["liver"], L["spleen"]})
-        known.setdefault("_kidney_centres", {})[name] = c
+        canvas.paint(Warp(kid, rng, 3, 90), L[name], rim_mm=6.0 * s, only=organ_space | {L["muscle"]})
+    # liver: right lobe + left lobe, touching the wall and the right dome
+    liver = Union([
+        ellipsoid([-70 * s, 5 * s, 215 * s], [85 * s, 80 * s, 80 * s], rotation(0, 0, 10)),
+        ellipsoid([-20 * s, -30 * s, 230 * s], [75 * s, 45 * s, 45 * s], rotation(0, -10, -15)),
+        ellipsoid([-95 * s, 10 * s, 160 * s], [40 * s, 50 * s, 50 * s]),
+    ], k=30)
+    def below_dome(X, Y, Z):
+        return Z < dome_z(X, Y) - 3
+    canvas.paint(Warp(liver, rng, 8 * s, 160), L["liver"], only=organ_space, where=below_dome)
+    # gallbladder on the liver's underside
+    gb = ellipsoid([-50 * s, -35 * s, 175 * s], [16 * s, 18 * s, 38 * s], rotation(30, 0, 20))
+    canvas.paint(Warp(gb, rng, 3, 60), L["gallbladder"], rim_mm=2.0, only={L["liver"], VFAT})
+    # spleen, posterior left
+    spl = ellipsoid([95 * s, 45 * s, 220 * s], [30 * s, 60 * s, 50 * s], rotation(0, 10, 35))
+    canvas.paint(Warp(spl, rng, 6, 120), L["spleen"], only=organ_space,
+                 where=below_dome)
+    # stomach with gas anteriorly
+    st = Union([ellipsoid([55 * s, -25 * s, 225 * s], [45 * s, 40 * s, 50 * s], rotation(0, 0, -20)),
+                ellipsoid([25 * s, -50 * s, 180 * s], [40 * s, 25 * s, 30 * s], rotation(0, 30, -40))], k=25)
+    st = Warp(st, rng, 6, 100)
+    canvas.paint(st, L["stomach"], rim_mm=4.0, only=organ_space)
+    gas_y = -45 * s + rng.uniform(-10, 10)
+    _mark_zone(canvas, Offset(st, -4.0), L["stomach"], 2, lambda X, Y, Z: Y < gas_y)
     # bladder
     canvas.paint(Warp(ellipsoid([0, -45 * s, 5 * s], [45 * s, 35 * s, 35 * s]), rng, 5, 90),
                  L["urinary_bladder"], rim_mm=2.5, only=organ_space | {L["muscle"]})
 
     known.update(_vessels(canvas, P, rng, spine))
     _bowel(canvas, P, rng)
+    canvas.labels[canvas.labels == VFAT] = L["fat"]
     _skeleton(canvas, P, rng, spine)
     return known
 
@@ -276,7 +280,7 @@ def _vessels(canvas, P, rng, spine) -> dict:
         end = np.array([side * 52 * s, yb[0] + 2 * s, zr - 12 * s])
         mid = 0.5 * (start + end) + np.array([0, -4 * s, 3 * s])
         canvas.paint(Tube.along([start, mid, end], [3.2 * s, 3.0 * s, 2.6 * s]), L[name],
-                     only={L["fat"], L["muscle"], L[kname]})
+                     only={L["fat"], VFAT, L["muscle"], L[kname]})
         kc[side] = zr
     # iliac arteries: common -> external -> common femoral
     for side, name in ((1, "iliac_artery_left"), (-1, "iliac_artery_right")):
@@ -291,7 +295,7 @@ def _vessels(canvas, P, rng, spine) -> dict:
         # internal iliac branch
         canvas.paint(Tube.along([pts[1] + [side * 8 * s, 5 * s, -15 * s], [side * 50 * s, 45 * s, 20 * s],
                                  [side * 45 * s, 60 * s, -10 * s]], [3.0 * s, 2.5 * s, 2.0 * s]), L[name],
-                     only={L["fat"], L["muscle"]})
+                     only={L["fat"], VFAT, L["muscle"]})
     # IVC (right of the aorta) and iliac/renal veins as "vessels"
     zz = np.array([P["z_hi"] + 20, 250 * s, 200 * s, 150 * s, 105 * s])
     yb, _ = spine(zz)
@@ -303,17 +307,17 @@ def _vessels(canvas, P, rng, spine) -> dict:
                         [side * 62 * s, 18 * s, 30 * s], [side * 78 * s, -22 * s, -8 * s],
                         [side * 78 * s, -28 * s, -60 * s], [side * 82 * s, -22 * s, -135 * s]])
         canvas.paint(Tube.along(pts, np.array([8, 7.5, 7, 6.5, 6, 5.5]) * s), L["vessels"],
-                     only={L["fat"], L["muscle"]})
+                     only={L["fat"], VFAT, L["muscle"]})
         # renal veins: the left one passes in front of the aorta
         zr = kc[side] - 4 * s
         if side > 0:
             rv = [[ivc[2][0], ivc[2][1], zr], [5 * s, top[1] - r0 - 6 * s, zr], [50 * s, spine(zr)[0] - 5 * s, zr - 10 * s]]
         else:
             rv = [[ivc[2][0], ivc[2][1], zr], [-50 * s, spine(zr)[0] - 5 * s, zr - 10 * s]]
-        canvas.paint(Tube.along(rv, 4.5 * s), L["vessels"], only={L["fat"], L["muscle"]})
+        canvas.paint(Tube.along(rv, 4.5 * s), L["vessels"], only={L["fat"], VFAT, L["muscle"]})
     # portal / splenic vein
     pv = [[-40 * s, -5 * s, 195 * s], [-5 * s, 0 * s, 185 * s], [40 * s, 15 * s, 195 * s], [80 * s, 35 * s, 210 * s]]
-    canvas.paint(Tube.along(pv, [7 * s, 6 * s, 5 * s, 4.5 * s]), L["vessels"], only={L["fat"], L["liver"]})
+    canvas.paint(Tube.along(pv, [7 * s, 6 * s, 5 * s, 4.5 * s]), L["vessels"], only={VFAT, L["liver"]})
     return known
 
 
@@ -325,7 +329,7 @@ def _dense(points, step=2.0):
 def _bowel(canvas, P, rng):
     """Small bowel loops filling the free peritoneal fat, colon framing it; gas in some loops."""
     s = P["s"]
-    fat = L["fat"]
+    fat = VFAT
     spacing = np.linalg.norm(canvas.affine[:3, :3], axis=0)
     # colon: ascending, transverse, descending, sigmoid
     colon = [[-95 * s, -5 * s, 60 * s], [-105 * s, 0, 130 * s], [-95 * s, -35 * s, 185 * s],
@@ -408,7 +412,7 @@ def _ecyl(c, rx, ry, h):
     def fn(X, Y, Z):
         e = _ellipse2d(X - c[0], Y - c[1], rx, ry)
         v = np.abs(Z - c[2]) - h
-        return smin(np.maximum(e, v), np.maximum(e, v), 0) + 0 * X
+        return np.maximum(e, v)
     return fn
 
 
@@ -496,4 +500,4 @@ def _ribs(canvas, P, rng, spine):
             pts = np.stack([xs, ys, zs], 1)
             pts[0] = [side * 20 * s, yc, z0 + 4 * s]
             canvas.paint(Tube.along(pts, np.linspace(6, 5, 7) * s), L["ribs"], rim_mm=1.5,
-                         only={L["fat"], L["muscle"]})
+                         only={L["fat"], VFAT, L["muscle"]})

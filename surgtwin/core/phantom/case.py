@@ -130,10 +130,12 @@ def generate_case(kind: str, seed: int, *, pixel_mm: float | None = None, slice_
     })
     public = {}
     for k, v in known.items():
-        if k.startswith("_"):
-            public[k[1:] + ("_lps" if "centre" in k or "axis" in k or "normal" in k else "")] = (
-                canvas.anatomy_to_lps(v) if "centre" in k else (v @ rot.T if ("axis" in k or "normal" in k)
-                                                                else v))
+        if k.startswith("_") and k.endswith("_centre"):  # anatomy-frame point -> LPS
+            public[k[1:] + "_lps"] = canvas.anatomy_to_lps(v)
+        elif k.startswith("_") and (k.endswith("_axis") or k.endswith("_normal")):  # direction -> LPS
+            public[k[1:] + "_lps"] = np.asarray(v, float) @ rot.T
+        elif k.startswith("_"):
+            public[k[1:]] = v
         else:
             public[k] = v
     public = _to_builtin(public)

@@ -90,8 +90,8 @@ def synthesize(canvas: Canvas, tissues: dict[int, Tissue], rng, *, noise_sd: flo
     # correlated noise: band-pass (difference of Gaussians) in-plane, slight correlation in z
     w = rng.standard_normal(lab.shape, dtype=np.float32)
     px = spacing[1:]
-    n = gaussian_filter(w, (0.35, *(0.55 / px * 1.0)), mode="wrap") - 0.6 * gaussian_filter(
-        w, (0.35, *(1.6 / px)), mode="wrap")
+    n = gaussian_filter(w, (0.0, *(0.55 / px)), mode="wrap", truncate=3.0) - 0.6 * gaussian_filter(
+        w, (0.0, *(1.6 / px)), mode="wrap", truncate=3.0)
     n *= noise_sd / max(float(n.std()), 1e-6)
     img += n
     return np.clip(np.rint(img), HU_MIN, HU_MAX).astype(np.int16)

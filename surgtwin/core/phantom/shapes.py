@@ -52,6 +52,23 @@ def smax(a, b, k: float):
     return -smin(-a, -b, k)
 
 
+def upsample_linear(a, idx, n):
+    """Separable linear interpolation of ``a`` sampled at index lists ``idx`` onto ``range(n)``."""
+    for ax, (c, m) in enumerate(zip(idx, n, strict=True)):
+        c = np.asarray(c)
+        full = np.arange(m)
+        if len(c) == 1:
+            a = a.take(np.zeros(m, int), axis=ax)
+            continue
+        hi = np.clip(np.searchsorted(c, full), 1, len(c) - 1)
+        lo = hi - 1
+        w = ((full - c[lo]) / (c[hi] - c[lo])).astype(np.float32)
+        shp = [1, 1, 1]
+        shp[ax] = m
+        a = a.take(lo, axis=ax) * (1 - w).reshape(shp) + a.take(hi, axis=ax) * w.reshape(shp)
+    return a
+
+
 class Canvas:
     """The voxel grid, the anatomy frame and the label/zone arrays being painted."""
 
@@ -64,6 +81,9 @@ class Canvas:
         self.M = self.rot.T @ self.affine[:3, :3]
         self.t = self.rot.T @ (self.affine[:3, 3] - self.centre)
         self.Minv = np.linalg.inv(self.M)
+        h = float(np.max(np.linalg.norm(self.affine[:3, :3], axis=0)))
+        #: safety band (mm) of the coarse-to-fine evaluation, see ``field``
+        self.band = 1.6 * 2.0 * h * np.sqrt(3.0)
         self.labels = np.zeros(self.shape, np.uint8)
         self.zone = np.zeros(self.shape, np.uint8)
 
@@ -89,34 +109,68 @@ class Canvas:
         return tuple(slice(int(x), int(y)) for x, y in zip(a, b, strict=True))
 
     def coords(self, sl):
-        k = np.arange(sl[0].start, sl[0].stop, dtype=float)[:, None, None]
-        j = np.arange(sl[1].start, sl[1].stop, dtype=float)[None, :, None]
-        i = np.arange(sl[2].start, sl[2].stop, dtype=float)[None, None, :]
+        return self.coords_idx(*(np.arange(s.start, s.stop, dtype=float) for s in sl))
+
+    def coords_idx(self, k, j, i):
+        """Anatomy coordinates of the grid points with index arrays k, j, i (broadcast 3D)."""
+        k = np.asarray(k, float)[:, None, None]
+        j = np.asarray(j, float)[None, :, None]
+        i = np.asarray(i, float)[None, None, :]
         M, t = self.M, self.t
         return tuple(M[r, 0] * k + M[r, 1] * j + M[r, 2] * i + t[r] for r in range(3))
 
-    def field(self, shape: Shape, sl=None):
-        """(slices, distance array) of ``shape`` over its bounding box (or the given slices)."""
+    def field(self, shape: Shape, *, inner_mm: float = 0.0):
+        """(slices, distance array) of ``shape`` over its bounding box.
+
+        Large boxes are evaluated coarse-to-fine: on every second voxel, interpolated linearly,
+        then recomputed exactly wherever the interpolated value lies within a safety band of the
+        surface (or of the ``inner_mm`` rim). The fields are ~1-Lipschitz, so the band bounds the
+        interpolation error and labels are the same as an exact evaluation.
+        """
+        sl = self.slices_for(shape.lo, shape.hi)
         if sl is None:
-            sl = self.slices_for(shape.lo, shape.hi)
-            if sl is None:
-                return None, None
-        X, Y, Z = self.coords(sl)
-        X, Y, Z = np.broadcast_arrays(X, Y, Z)
-        return sl, shape.eval(self, sl, X, Y, Z, True)
+            return None, None
+        n = [s.stop - s.start for s in sl]
+        if np.prod(n) < 120_000 or isinstance(shape, Tube):  # tubes: exact per-segment boxes
+            X, Y, Z = np.broadcast_arrays(*self.coords(sl))
+            return sl, shape.eval(self, sl, X, Y, Z, True)
+        idx = []
+        for s, m in zip(sl, n, strict=True):
+            c = np.arange(0, m, 2)
+            if c[-1] != m - 1:
+                c = np.append(c, m - 1)
+            idx.append(c)
+        Xc, Yc, Zc = np.broadcast_arrays(*self.coords_idx(*(c + s.start for c, s in zip(idx, sl, strict=True))))
+        d = upsample_linear(shape.eval(self, None, Xc, Yc, Zc, False).astype(np.float32), idx, n)
+        band = self.band
+        kk, jj, ii = np.nonzero((d < band) & (d > -inner_mm - band))
+        if len(kk):
+            M, t = self.M, self.t
+            k = kk + float(sl[0].start)
+            j = jj + float(sl[1].start)
+            i = ii + float(sl[2].start)
+            X, Y, Z = (M[r, 0] * k + M[r, 1] * j + M[r, 2] * i + t[r] for r in range(3))
+            d[kk, jj, ii] = shape.eval(self, None, X, Y, Z, False)
+        return sl, d
 
     # -- painting ---------------------------------------------------------------------------
     def paint(self, shape: Shape, value: int, *, rim_mm: float = 0.0, only=None, keep=None,
-              where=None) -> None:
+              where=None, zone_value: int = 0) -> None:
         """Label voxels inside ``shape`` with ``value``.
 
         ``rim_mm``: voxels within that depth of the surface get zone 1 (cortex, wall), deeper ones
-        zone 0. ``only``: overwrite only voxels whose current label is in this set; ``keep``: never
-        overwrite these labels. ``where``: callable (X, Y, Z) -> bool mask restricting the paint.
+        ``zone_value``. ``only``: overwrite only voxels whose current label is in this set; ``keep``:
+        never overwrite these labels. ``where``: callable (X, Y, Z) -> bool mask restricting the paint.
         """
-        sl, d = self.field(shape)
-        if sl is None:
-            return
+        sl, d = self.field(shape, inner_mm=rim_mm)
+        if sl is not None:
+            self.paint_field(sl, d, value, rim_mm=rim_mm, only=only, keep=keep, where=where,
+                             zone_value=zone_value)
+
+    def paint_field(self, sl, d, value: int, *, offset_mm: float = 0.0, rim_mm: float = 0.0, only=None,
+                    keep=None, where=None, zone_value: int = 0) -> None:
+        """Like ``paint`` with a precomputed field ``d`` over ``sl``, shrunk by ``offset_mm``."""
+        d = d + offset_mm if offset_mm else d
         m = d < 0
         cur = self.labels[sl]
         if only is not None:
@@ -126,7 +180,10 @@ class Canvas:
         if where is not None:
             m &= where(*np.broadcast_arrays(*self.coords(sl)))
         cur[m] = value
-        self.zone[sl][m] = (d[m] > -rim_mm).astype(np.uint8) if rim_mm > 0 else 0
+        z = np.full(d.shape, zone_value, np.uint8)
+        if rim_mm > 0:
+            z[d > -rim_mm] = 1
+        self.zone[sl][m] = z[m]
 
     def mask(self, *values) -> np.ndarray:
         return np.isin(self.labels, values)
@@ -190,6 +247,36 @@ def halfspace_mask(point, normal):
     return lambda X, Y, Z: (X - p[0]) * n[0] + (Y - p[1]) * n[1] + (Z - p[2]) * n[2] > 0
 
 
+def _eval_culled(shape, canvas, sl, X, Y, Z, native, pad):
+    """Evaluate ``shape`` only inside its bounding box (+ ``pad`` mm); ``_FAR`` elsewhere."""
+    out = np.full(X.shape, _FAR)
+    if native:
+        ss = canvas.slices_for(shape.lo, shape.hi, margin_mm=pad)
+        if ss is None:
+            return out
+        rel = []
+        for s_outer, s_in in zip(sl, ss, strict=True):
+            a0, b0 = max(s_outer.start, s_in.start), min(s_outer.stop, s_in.stop)
+            if b0 <= a0:
+                return out
+            rel.append(slice(a0 - s_outer.start, b0 - s_outer.start))
+        rel = tuple(rel)
+        sub = tuple(slice(r.start + o.start, r.stop + o.start) for r, o in zip(rel, sl, strict=True))
+        out[rel] = shape.eval(canvas, sub, X[rel], Y[rel], Z[rel], True)
+        return out
+    lo, hi = shape.lo - pad, shape.hi + pad
+    sel = ((X > lo[0]) & (X < hi[0]) & (Y > lo[1]) & (Y < hi[1]) & (Z > lo[2]) & (Z < hi[2]))
+    if sel.all():
+        return shape.eval(canvas, sl, X, Y, Z, False)
+    if sel.any():
+        out[sel] = shape.eval(canvas, None, X[sel], Y[sel], Z[sel], False)
+    return out
+
+
+def _pad(canvas, k):
+    return max(float(k), canvas.band) + 2.0
+
+
 class Union(Shape):
     def __init__(self, shapes, k: float = 0.0):
         self.shapes = list(shapes)
@@ -199,8 +286,9 @@ class Union(Shape):
 
     def eval(self, canvas, sl, X, Y, Z, native):
         d = None
+        pad = _pad(canvas, self.k)
         for s in self.shapes:
-            e = s.eval(canvas, sl, X, Y, Z, native)
+            e = _eval_culled(s, canvas, sl, X, Y, Z, native, pad)
             d = e if d is None else smin(d, e, self.k)
         return d
 
@@ -213,7 +301,8 @@ class Subtract(Shape):
         self.lo, self.hi = a.lo, a.hi
 
     def eval(self, canvas, sl, X, Y, Z, native):
-        return smax(self.a.eval(canvas, sl, X, Y, Z, native), -self.b.eval(canvas, sl, X, Y, Z, native), self.k)
+        b = _eval_culled(self.b, canvas, sl, X, Y, Z, native, _pad(canvas, self.k))
+        return smax(self.a.eval(canvas, sl, X, Y, Z, native), -b, self.k)
 
 
 class Intersect(Shape):
@@ -236,19 +325,18 @@ class Offset(Shape):
         return self.s.eval(canvas, sl, X, Y, Z, native) - self.mm
 
 
-class Warp(Shape):
-    """A smooth random deformation of ``shape``: coordinates displaced by a few sine modes."""
+class _SineField:
+    """A smooth random displacement field: a few long-wavelength sine modes."""
 
-    def __init__(self, shape: Shape, rng, amp_mm: float, wavelength_mm: float, n_modes: int = 3):
-        self.s = shape
-        self.lo, self.hi = shape.lo - amp_mm, shape.hi + amp_mm
+    def __init__(self, rng, amp_mm: float, wavelength_mm: float, n_modes: int = 3):
         dirs = rng.normal(size=(n_modes, 3))
         self.kvec = dirs / np.linalg.norm(dirs, axis=1, keepdims=True) * (2 * np.pi / wavelength_mm)
         disp = rng.normal(size=(n_modes, 3))
         self.disp = disp / np.linalg.norm(disp, axis=1, keepdims=True) * (amp_mm / np.sqrt(n_modes))
         self.phase = rng.uniform(0, 2 * np.pi, n_modes)
+        self.amp = amp_mm
 
-    def displacement(self, X, Y, Z):
+    def __call__(self, X, Y, Z):
         out = [np.zeros_like(X), np.zeros_like(X), np.zeros_like(X)]
         for kv, dv, ph in zip(self.kvec, self.disp, self.phase, strict=True):
             s = np.sin(kv[0] * X + kv[1] * Y + kv[2] * Z + ph)
@@ -256,9 +344,33 @@ class Warp(Shape):
                 out[a] += dv[a] * s
         return out
 
+
+class _CoordWarp(Shape):
+    def __init__(self, shape: Shape, fld: _SineField):
+        self.s, self.f = shape, fld
+        self.lo, self.hi = shape.lo - fld.amp, shape.hi + fld.amp
+
     def eval(self, canvas, sl, X, Y, Z, native):
-        dx, dy, dz = self.displacement(X, Y, Z)
+        dx, dy, dz = self.f(X, Y, Z)
         return self.s.eval(canvas, sl, X + dx, Y + dy, Z + dz, False)
+
+
+def _warp(shape: Shape, fld: _SineField) -> Shape:
+    if isinstance(shape, Tube):  # move the centre line instead: keeps the cheap per-segment boxes
+        d = np.stack(fld(shape.P[:, 0], shape.P[:, 1], shape.P[:, 2]), axis=1)
+        return Tube(shape.P - d, shape.r)
+    if isinstance(shape, Union):
+        return Union([_warp(s, fld) for s in shape.shapes], k=shape.k)
+    if isinstance(shape, (Subtract, Intersect)):
+        return type(shape)(_warp(shape.a, fld), _warp(shape.b, fld), k=shape.k)
+    if isinstance(shape, Offset):
+        return Offset(_warp(shape.s, fld), shape.mm)
+    return _CoordWarp(shape, fld)
+
+
+def Warp(shape: Shape, rng, amp_mm: float, wavelength_mm: float, n_modes: int = 3) -> Shape:  # noqa: N802
+    """``shape`` deformed by a smooth random displacement field (amplitude ``amp_mm``)."""
+    return _warp(shape, _SineField(rng, amp_mm, wavelength_mm, n_modes))
 
 
 def catmull_rom(points, step_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
@@ -293,10 +405,14 @@ class Tube(Shape):
         self.lo, self.hi = self.P.min(axis=0) - rmax, self.P.max(axis=0) + rmax
 
     @classmethod
-    def along(cls, control_points, control_radii, step_mm: float = 2.0):
-        """Tube along a Catmull-Rom spline; radii interpolated between control points."""
-        pts, frac = catmull_rom(control_points, step_mm)
+    def along(cls, control_points, control_radii, step_mm: float | None = None):
+        """Tube along a Catmull-Rom spline; radii interpolated between control points.
+
+        ``step_mm`` (default: half the smallest radius, 1-6 mm) is the capsule length."""
         cr = np.broadcast_to(np.asarray(control_radii, float), (len(control_points),))
+        if step_mm is None:
+            step_mm = float(np.clip(0.5 * cr.min(), 1.0, 6.0))
+        pts, frac = catmull_rom(control_points, step_mm)
         r = np.interp(frac, np.linspace(0, 1, len(cr)), cr)
         return cls(pts, r)
 
@@ -331,15 +447,57 @@ class Tube(Shape):
                 rel = tuple(rel)
                 d[rel] = np.minimum(d[rel], self._segment(n, X[rel], Y[rel], Z[rel]))
             else:
-                d = np.minimum(d, self._segment(n, X, Y, Z))
+                return self._eval_points(X, Y, Z)
         return d
+
+    def _eval_points(self, X, Y, Z):
+        """Arbitrary points: nearest sample of the centre line resampled every 0.25 mm (KD-tree)."""
+        from scipy.spatial import cKDTree
+
+        shape = np.shape(X)
+        if not hasattr(self, "_tree"):
+            seg = np.linalg.norm(np.diff(self.P, axis=0), axis=1)
+            n = np.maximum(1, np.ceil(seg / 0.25).astype(int))
+            pts, rad = [], []
+            for a in range(len(seg)):
+                t = np.arange(n[a])[:, None] / n[a]
+                pts.append(self.P[a] + t * (self.P[a + 1] - self.P[a]))
+                rad.append(self.r[a] + t[:, 0] * (self.r[a + 1] - self.r[a]))
+            pts.append(self.P[-1:])
+            rad.append(self.r[-1:])
+            self._dense = np.vstack(pts)
+            self._rad = np.concatenate(rad)
+            self._tree = cKDTree(self._dense)
+        X, Y, Z = np.ravel(X), np.ravel(Y), np.ravel(Z)
+        pad = 15.0
+        sel = np.nonzero((X > self.lo[0] - pad) & (X < self.hi[0] + pad) & (Y > self.lo[1] - pad)
+                         & (Y < self.hi[1] + pad) & (Z > self.lo[2] - pad) & (Z < self.hi[2] + pad))[0]
+        out = np.full(X.shape, _FAR)
+        if len(sel):
+            q = np.stack([X[sel], Y[sel], Z[sel]], axis=1)
+            dist, ix = self._tree.query(q, distance_upper_bound=float(self._rad.max()) + pad)
+            far = ~np.isfinite(dist)
+            ix[far] = 0
+            v = dist - self._rad[ix]
+            v[far] = _FAR
+            out[sel] = v
+        return out.reshape(shape)
 
 
 def smooth_noise(shape, sigma_vox, rng, dtype=np.float32) -> np.ndarray:
-    """Gaussian-filtered white noise with unit standard deviation."""
+    """Gaussian-filtered white noise with unit standard deviation.
+
+    Wide kernels are applied on a subsampled grid and interpolated back (same statistics, faster).
+    """
     from scipy.ndimage import gaussian_filter
 
-    n = rng.standard_normal(shape, dtype=np.float32)
-    n = gaussian_filter(n, sigma_vox, mode="wrap")
+    sig = np.broadcast_to(np.asarray(sigma_vox, float), (3,))
+    f = np.maximum(1, np.floor(sig / 1.5)).astype(int)
+    small = tuple(int(np.ceil(n / k)) + 1 for n, k in zip(shape, f, strict=True))
+    n = rng.standard_normal(small, dtype=np.float32)
+    n = gaussian_filter(n, sig / f, mode="wrap", truncate=3.0)
+    if np.any(f > 1):
+        n = upsample_linear(n, [np.arange(m) * k for m, k in zip(small, f, strict=True)], shape)
+    n = np.ascontiguousarray(n[: shape[0], : shape[1], : shape[2]])
     sd = float(n.std())
-    return (n / (sd if sd > 0 else 1.0)).astype(dtype)
+    return (n / (sd if sd > 0 else 1.0)).astype(dtype, copy=False)

@@ -22,10 +22,10 @@ class ProgressBar(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._value, self._text = 0, ""
-        self.setMinimumWidth(220)
+        self.setMinimumWidth(160)
 
     def sizeHint(self) -> QSize:  # noqa: N802
-        return QSize(260, 18)
+        return QSize(180, 18)
 
     def value(self) -> int:
         return self._value
@@ -123,7 +123,9 @@ class JobRunner(QObject):
             now = time.monotonic()
             if now - self._last_paint >= 0.25:  # a few repaints a second are enough to show progress
                 self._last_paint = now
-                self.bar.setValue(max(1, int(st.fraction * 1000)), f"{st.fraction * 100:.0f}%  {st.message[:40]}")
+                self.bar.setValue(max(1, int(st.fraction * 1000)), f"{st.fraction * 100:.0f}%")
+                msg = st.message if len(st.message) <= 42 else st.message[:41] + "…"
+                self.label.setText(f"{job.name}: {msg}" if msg else f"{job.name}…")
             return
         self.timer.stop()
         self.job, on_done = None, self._on_done

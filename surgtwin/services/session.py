@@ -15,6 +15,10 @@ from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.types import LabelMap, LabelTable, Volume
 from surgtwin.services.events import Signal
 
+#: body-wall structures that hide everything inside them: listed but not drawn until switched on
+ENVELOPE_STRUCTURES = {"skin", "fat", "subcutaneous_fat", "muscle", "skeletal_muscle", "body", "body_trunc",
+                       "body_extremities", "torso_fat"}
+
 #: window (width, level) used when a volume is opened, by modality
 DEFAULT_WINDOW = {"CT": (400.0, 40.0)}
 
@@ -151,7 +155,7 @@ class Session:
         for lab in table:
             prev = old.get(lab.value)
             self.display[lab.value] = prev if prev is not None and prev.name == lab.name else StructureDisplay(
-                lab.value, lab.name, tuple(lab.color)
+                lab.value, lab.name, tuple(lab.color), visible=lab.name.lower() not in ENVELOPE_STRUCTURES
             )
 
     def set_structure(self, value: int, *, visible=None, color=None, opacity_2d=None, opacity_3d=None) -> None:

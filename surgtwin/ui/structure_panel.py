@@ -27,7 +27,7 @@ class StructurePanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         h = self.table.horizontalHeader()
         h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((1, 30), (2, 80), (3, 58), (4, 50)):
+        for c, w in ((1, 30), (2, 74), (3, 66), (4, 48)):
             h.setSectionResizeMode(c, QHeaderView.ResizeMode.Fixed)
             self.table.setColumnWidth(c, w)
         self.table.itemChanged.connect(self._on_item)

@@ -253,3 +253,15 @@ def test_compositor_matches_alpha_blending():
     slow = blend_labels(gray_to_bgra(gray), lab, lut)
     assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 1
     assert np.array_equal(fast[lab == 3], gray_to_bgra(gray)[lab == 3])
+
+
+def test_body_wall_structures_start_hidden(case):
+    from surgtwin.core.types import Label, LabelMap, LabelTable
+    from surgtwin.services.session import Session
+
+    vol, lab = case
+    table = LabelTable([Label(1, "skin"), Label(2, "liver")])
+    s = Session()
+    s.set_volume(vol)
+    s.set_labels(LabelMap(np.zeros(vol.shape, np.uint8), vol.affine, labels=table))
+    assert s.display[1].visible is False and s.display[2].visible is True

@@ -115,9 +115,11 @@ def test_write_case_is_byte_identical(tmp_path):
 @pytest.mark.parametrize("kind", CASE_KINDS)
 def test_new_patient_under_ten_seconds_at_1p5_mm(kind):
     generate_case(kind, 100, pixel_mm=3.0, slice_mm=3.0)  # warm imports
-    t0 = time.perf_counter()
+    # CPU time of this process (the generator is single-threaded), so other jobs on a shared
+    # machine do not count; 1.5x slack over the 10 s goal for slower/contended CPUs.
+    t0 = time.process_time()
     generate_case(kind, 12345, pixel_mm=1.5, slice_mm=1.5)
-    assert time.perf_counter() - t0 < 10.0 * 1.5  # 1.5: slack for a shared, loaded test machine
+    assert time.process_time() - t0 < 10.0 * 1.5
 
 
 @pytest.mark.slow

@@ -35,8 +35,9 @@ def draw_params(rng) -> dict:
     }
     P["half_width"] += 0.8 * (P["fat_mm"] - 20)
     P["b_ant"] += 0.8 * (P["fat_mm"] - 20)
-    P["extent_lo"] = np.array([-P["half_width"] - 35, -P["b_ant"] - 25, P["z_lo"]])
-    P["extent_hi"] = np.array([P["half_width"] + 35, P["b_post"] + 10, P["z_hi"]])
+    P["extent_lo"] = np.array([-P["half_width"] - 22, -P["b_ant"] - 15, P["z_lo"]])
+    P["extent_hi"] = np.array([P["half_width"] + 22, P["b_post"] + 10, P["z_hi"]])
+    P["table_room_mm"] = 40.0
     return P
 
 

@@ -98,7 +98,7 @@ def build(canvas: Canvas, P, rng) -> dict:
     # skull base bone below the brain and the foramen magnum
     base = (d < -4.0) & (Z <= zb) & (Z > zb - 16 * s) & ~brain
     lab[base] = L["skull"]
-    zone[base] = (np.abs(Z[base] - zb[base] + 8 * s) > 5).astype(np.uint8)
+    zone[base] = ((Z[base] > zb[base] - 2.0) | (Z[base] < zb[base] - 16 * s + 2.0)).astype(np.uint8)
     del X, Y, Z, d, zb, n, db
     known = {}
     # deep grey nuclei: caudate, lentiform, thalamus

@@ -174,9 +174,13 @@ class Canvas:
         m = d < 0
         cur = self.labels[sl]
         if only is not None:
-            m &= np.isin(cur, list(only))
+            lut = np.zeros(256, bool)
+            lut[list(only)] = True
+            m &= lut[cur]
         if keep is not None:
-            m &= ~np.isin(cur, list(keep))
+            lut = np.ones(256, bool)
+            lut[list(keep)] = False
+            m &= lut[cur]
         if where is not None:
             m &= where(*np.broadcast_arrays(*self.coords(sl)))
         cur[m] = value
@@ -446,6 +450,8 @@ class Tube(Shape):
                     continue
                 rel = tuple(rel)
                 d[rel] = np.minimum(d[rel], self._segment(n, X[rel], Y[rel], Z[rel]))
+            elif len(self.P) <= 7:  # few segments: brute force beats a KD-tree
+                d = np.minimum(d, self._segment(n, X, Y, Z))
             else:
                 return self._eval_points(X, Y, Z)
         return d

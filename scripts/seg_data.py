@@ -140,3 +140,30 @@ def phantom_sample(kind: str, seed: int, pixel_mm=3.0, slice_mm=3.0, *, cache: b
 def phantom_spacing(seed: int):
     """Native (pixel, slice) spacing of a training phantom: mostly the model's 3 mm, some finer/thicker."""
     return [(3.0, 3.0), (2.5, 2.5), (3.0, 5.0), (3.0, 2.0)][seed % 4]
+
+
+def _cache_main(argv=None):
+    """Fill the phantom cache: ``python scripts/seg_data.py KIND SEED [SEED ...]`` (training spacing)."""
+    import argparse
+    import time
+
+    p = argparse.ArgumentParser()
+    p.add_argument("kind")
+    p.add_argument("seeds", type=int, nargs="+")
+    p.add_argument("--native", action="store_true", help="use phantom_spacing(seed) instead of 3 mm")
+    a = p.parse_args(argv)
+    for s in a.seeds:
+        t = time.time()
+        sp = phantom_spacing(s) if a.native else (3.0, 3.0)
+        try:
+            phantom_sample(a.kind, s, *sp)
+        except Exception as exc:
+            print(f"{a.kind} {s}: {type(exc).__name__}: {exc}", flush=True)
+            return 1
+        print(f"{a.kind} {s} {sp}: {time.time() - t:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    raise SystemExit(_cache_main())

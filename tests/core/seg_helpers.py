@@ -35,7 +35,8 @@ def make_tiny_bundle(root: Path, *, modality: str = "CT", in_channels: int = 1, 
                                  "channel_def": {str(i): n for i, n in enumerate(names)}}},
         },
         "surgtwin": {"spacing_mm": list(spacing), "axcodes": "RAS", "hu_window": [-1000, 1000],
-                     "value_range": [0, 1], "roi_size": list(roi)},
+                     "value_range": [0, 1], "roi_size": list(roi),
+                     "postprocess": {"single_component": ["a"], "fill_holes": ["a", "b"]}},
     }
     if write_hash:
         meta["surgtwin"]["weights_sha256"] = hashlib.sha256(w.read_bytes()).hexdigest()

@@ -14,7 +14,7 @@ def add_parser(sub):
     p.add_argument("--bundle", metavar="DIR", help="a MONAI bundle folder (default: the bundled model)")
     p.add_argument("--method", choices=("model", "classical"), default="model",
                    help="'model' (default) or 'classical' (bone + contrast vessels, no model)")
-    p.add_argument("--seed", metavar="X,Y,Z", help="classical: a point in a contrast-filled vessel (LPS mm)")
+    p.add_argument("--seed", metavar="X,Y,Z", help="classical: a point in a contrast-filled vessel (LPS mm); write --seed=X,Y,Z when X is negative")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to use from a DICOM folder")
     return p

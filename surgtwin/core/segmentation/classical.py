@@ -4,7 +4,8 @@
   opening, then the connected component that contains ``seed_lps`` (a point in a vessel, e.g. in the
   aorta); without a seed, the largest component of the band that is not bone.
 * Bone: voxels at or above ``bone_hu`` (default 300 HU) that are not the vessel, components smaller
-  than ``min_bone_ml`` dropped, enclosed marrow filled.
+  than ``min_bone_ml`` dropped; marrow (>= ``marrow_hu``) that the cortex encloses is added (after a
+  small closing, in 3D and slice by slice), since trabecular bone and contrast overlap in HU.
 
 Works on the source grid (no resampling), so the label map has exactly the input's geometry.
 """
@@ -37,6 +38,7 @@ def segment_classical(
     seed_lps=None,
     vessels: bool = True,
     min_bone_ml: float = 1.0,
+    marrow_hu: float = -100.0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> LabelMap:
@@ -90,11 +92,17 @@ def segment_classical(
     if n:
         sizes = np.bincount(lab.ravel()) * volume.voxel_volume_ml
         sizes[0] = 0
-        keep = np.flatnonzero(sizes >= min_bone_ml)
-        bone = np.isin(lab, keep)
+        bone = np.isin(lab, np.flatnonzero(sizes >= min_bone_ml))
         check(cancel)
-        report(progress, 0.8, "filling marrow")
-        bone = ndimage.binary_fill_holes(bone) & ~vessel
+        report(progress, 0.75, "filling marrow")
+        # trabecular bone (150-300 HU) overlaps contrast blood in HU: take it only where the cortex
+        # encloses it (closing seals small cortical gaps; holes filled in 3D and slice by slice)
+        ball = ndimage.generate_binary_structure(3, 1)
+        shell = ndimage.binary_closing(bone, structure=ball, iterations=2)
+        filled = ndimage.binary_fill_holes(shell)
+        for k in range(filled.shape[0]):
+            filled[k] = ndimage.binary_fill_holes(filled[k])
+        bone = (bone | (filled & (hu >= marrow_hu))) & ~vessel
     out[bone] = BONE.value
     out[vessel] = VESSELS.value
     report(progress, 1.0, "done")

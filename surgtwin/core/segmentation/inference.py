@@ -166,43 +166,69 @@ def to_source(
     source: Volume,
     *,
     refine: bool = True,
-    chunk: int = 1 << 20,
+    slab: int = 16,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
-    """Channel labels on the model grid -> channel labels on exactly ``source``'s grid."""
+    """Channel labels on the model grid -> channel labels on exactly ``source``'s grid.
+
+    Every source voxel first takes its nearest model voxel's label. Where the 2x2x2 model cell around
+    a source voxel mixes labels, the label is the argmax of the trilinearly interpolated
+    probabilities instead (smooth boundaries below the model's voxel size). Works in slabs of source
+    slices so that memory stays bounded on large scans.
+    """
     from scipy import ndimage
 
     from surgtwin.core.geometry import resample_to
 
+    empty = source.with_array(np.zeros(source.shape, np.uint8))
     lab_grid = grid.with_array(channels.astype(np.uint8 if channels.max() < 256 else np.uint16))
-    nearest = resample_to(lab_grid, source.with_array(np.zeros(source.shape, np.uint8)),
-                          interpolation="nearest", default_value=0).array
-    if not refine or probs is None:
+    nearest = resample_to(lab_grid, empty, interpolation="nearest", default_value=0).array
+    if not refine or probs is None or min(grid.shape) < 2:
         return nearest
     import torch
 
     edge = ndimage.maximum_filter(channels, size=3) != ndimage.minimum_filter(channels, size=3)
-    edge_src = resample_to(grid.with_array(edge.astype(np.uint8)),
-                           source.with_array(np.zeros(source.shape, np.uint8)),
-                           interpolation="nearest", default_value=0).array.astype(bool)
-    pts = np.argwhere(edge_src)
-    if len(pts) == 0:
+    if not edge.any():
         return nearest
-    # index on the source grid -> continuous index on the model grid
+    edge_src = resample_to(grid.with_array(edge.astype(np.uint8)), empty, interpolation="nearest",
+                           default_value=0).array
+    # mixed[c] : the 8 corners of model cell c (corner = lowest index) do not all agree
+    c = channels
+    d, h, w = c.shape
+    corners = [c[a:d - 1 + a, b:h - 1 + b, e:w - 1 + e] for a in (0, 1) for b in (0, 1) for e in (0, 1)]
+    mixed = np.maximum.reduce(corners) != np.minimum.reduce(corners)
+    del corners
+    n_ch = probs.shape[0]
+    with torch.inference_mode():
+        table = probs.permute(1, 2, 3, 0).reshape(-1, n_ch).contiguous()  # channels last: one row per voxel
     m = np.linalg.inv(grid.affine) @ source.affine
-    shape = np.asarray(grid.shape, dtype=np.float64)
-    scale = 2.0 / np.maximum(shape - 1, 1)
-    p5 = probs[None]  # 1 x C x D x H x W
-    out_vals = np.empty(len(pts), dtype=nearest.dtype)
-    for s in range(0, len(pts), chunk):
+    hi = np.asarray(grid.shape) - 2
+    strides = np.array([h * w, w, 1], dtype=np.int64)
+    offsets = [(a, b, e) for a in (0, 1) for b in (0, 1) for e in (0, 1)]
+    for k0 in range(0, source.shape[0], slab):
         check(cancel)
-        q = pts[s:s + chunk].astype(np.float64) @ m[:3, :3].T + m[:3, 3]
-        g = (q * scale - 1.0)[:, ::-1].astype(np.float32)  # grid_sample wants (x=W, y=H, z=D)
-        gt = torch.from_numpy(np.ascontiguousarray(g)).view(1, 1, 1, -1, 3)
+        pts = np.argwhere(edge_src[k0:k0 + slab])
+        if len(pts) == 0:
+            continue
+        pts[:, 0] += k0
+        q = pts @ m[:3, :3].T + m[:3, 3]
+        base = np.clip(np.floor(q).astype(np.int64), 0, hi)
+        frac = np.clip(q - base, 0.0, 1.0)
+        sel = mixed[base[:, 0], base[:, 1], base[:, 2]]
+        if not sel.any():
+            continue
+        pts, base, frac = pts[sel], base[sel], frac[sel]
+        flat = base @ strides
+        acc = None
         with torch.inference_mode():
-            v = torch.nn.functional.grid_sample(p5, gt, mode="bilinear", padding_mode="border", align_corners=True)
-        out_vals[s:s + chunk] = v[0, :, 0, 0, :].argmax(dim=0).numpy().astype(nearest.dtype)
-    nearest[edge_src] = out_vals
+            for a, b, e in offsets:
+                wgt = (frac[:, 0] if a else 1 - frac[:, 0]) * (frac[:, 1] if b else 1 - frac[:, 1]) * (
+                    frac[:, 2] if e else 1 - frac[:, 2])
+                rows = table.index_select(0, torch.from_numpy(flat + a * strides[0] + b * strides[1] + e))
+                term = rows * torch.from_numpy(wgt.astype(np.float32))[:, None]
+                acc = term if acc is None else acc.add_(term)
+            lab = acc.argmax(dim=1).numpy().astype(nearest.dtype)
+        nearest[pts[:, 0], pts[:, 1], pts[:, 2]] = lab
     return nearest
 
 
@@ -270,7 +296,8 @@ def run_model(
             idx = np.nonzero(changed)
             onehot = torch.zeros((probs.shape[0], len(idx[0])), dtype=probs.dtype)
             onehot[torch.from_numpy(post[idx].astype(np.int64)), torch.arange(len(idx[0]))] = 1.0
-            probs[:, idx[0], idx[1], idx[2]] = onehot
+            with torch.inference_mode():
+                probs[:, idx[0], idx[1], idx[2]] = onehot
     else:
         post = raw
     t["postprocess"] = time.perf_counter() - t3

@@ -126,7 +126,7 @@ def test_label_touching_border_and_edge_contact_are_closed(surfaces_lib):
     arr[10:20, 0:6, 0:6] = 2  # touches the volume border
     lm = LabelMap(arr, np.diag([2.0, 1.0, 1.0, 1.0]), labels=LabelTable([Label(1, "a"), Label(2, "b")]))
     meshes = surfaces_lib(lm)
-    assert meshes["a"].quality.method == "flying-edges"
+    assert meshes["a"].quality.method.startswith("surface-nets (edge contacts closed")
     for m in meshes.values():
         assert m.quality.watertight and m.quality.outward, m.name
         assert m.quality.volume_ml == pytest.approx(lm.volume_ml(m.label), rel=0.06)
@@ -175,3 +175,32 @@ def test_sample_case_surfaces(surfaces_lib, case):
     meshes = surfaces_lib(lm)
     assert meshes
     assert_surface_matches_voxels(lm, meshes)
+
+
+def test_display_budget_and_bad_target(surfaces_lib, monkeypatch):
+    import surgtwin.core.mesh.surfaces as S
+
+    lm = ellipsoids_labelmap(oblique_affine())
+    full = surfaces_lib(lm)
+    monkeypatch.setattr(S, "DISPLAY_TRIANGLES", 12000)
+    disp = surfaces_lib(lm, target_triangles="display")
+    assert sum(m.n_triangles for m in disp.values()) <= 12000 * 1.05 + S.DISPLAY_MIN_TRIANGLES
+    assert disp["liver"].n_triangles < full["liver"].n_triangles
+    assert assert_surface_matches_voxels(lm, disp) == 2
+    with pytest.raises(SurgtwinError, match="target_triangles"):
+        surfaces_lib(lm, target_triangles="small")
+
+
+def test_check_mesh_agrees_with_trimesh(surfaces_lib):
+    from surgtwin.core.mesh.checks import check_mesh
+
+    m = surfaces_lib(ellipsoids_labelmap(oblique_affine()), labels=["kidney"])["kidney"]
+    for faces in (m.faces, m.faces[7:], np.r_[m.faces[:3, ::-1], m.faces[3:]]):
+        q = check_mesh(m.vertices, faces)
+        tm = __import__("trimesh").Trimesh(m.vertices, faces, process=False, validate=False)
+        assert q.watertight == tm.is_watertight and q.winding_consistent == tm.is_winding_consistent
+        assert q.components == tm.body_count and q.euler_number == tm.euler_number
+        assert q.area_mm2 == pytest.approx(tm.area, rel=1e-9)
+        if tm.is_watertight and tm.is_winding_consistent:  # (an inconsistent surface has no volume)
+            assert q.volume_ml == pytest.approx(abs(tm.volume) / 1000, rel=1e-9)
+            assert np.allclose(q.centroid_lps, tm.center_mass, atol=1e-6)

@@ -104,14 +104,18 @@ class StructureMesh:
         )
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (outward for outward-wound faces)."""
-    v = vertices[faces]
-    fn = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])  # length = 2 * area
-    n = np.zeros_like(vertices)
-    for c in range(3):
-        for d in range(3):
-            n[:, d] += np.bincount(faces[:, c], weights=fn[:, d], minlength=len(vertices))
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray, *, face_normals: np.ndarray | None = None) -> np.ndarray:
+    """Area-weighted unit vertex normals (outward for outward-wound faces).
+
+    ``face_normals``: optional unnormalised right-hand face normals (length = twice the area).
+    """
+    if face_normals is None:
+        v = vertices[faces]
+        face_normals = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    idx = faces.ravel()
+    n = np.empty((len(vertices), 3))
+    for d in range(3):
+        n[:, d] = np.bincount(idx, weights=np.repeat(face_normals[:, d], 3), minlength=len(vertices))
     norm = np.linalg.norm(n, axis=1, keepdims=True)
     norm[norm == 0] = 1.0
     return n / norm

@@ -9,7 +9,11 @@ triangle budget, cheap trimesh repair, vertex normals, quality report.
 Smoothing happens in index space: the windowed-sinc filter uses uniform (topological) Laplacian
 weights, so it commutes with the affine and doing it before the LPS mapping is exact for oblique and
 anisotropic grids. A structure whose surface-nets surface is not a closed manifold (two voxels of one
-label touching only along an edge) is re-extracted on its own with binary flying edges.
+label touching only along an edge: the mesh edge dual to that 2x2 square is shared by four quads) is
+re-extracted on its own by surface nets on its binary mask with those contacts closed (a voxel added
+to each such square); binary flying edges is the last resort when that would add more than
+``MAX_CONTACT_FILL`` of its voxels. Checks are NumPy (``checks.check_mesh``); trimesh repair runs
+only for a structure whose checks fail.
 """
 
 from __future__ import annotations
@@ -47,13 +51,26 @@ def _describe(table, v: int) -> tuple[int, str, tuple[int, int, int]]:
     return v, f"label_{v}", (200, 200, 200)
 
 
-def _resolve_requested(labelmap, labels, arr: np.ndarray) -> list[tuple[int, str, tuple[int, int, int]]]:
+def _label_counts(arr: np.ndarray) -> dict[int, int]:
+    """Voxel count of every value present (one pass; slab-wise bincount keeps memory bounded)."""
+    hi = int(arr.max())
+    if hi >= 65536:
+        vals, cnt = np.unique(arr, return_counts=True)
+        return {int(v): int(c) for v, c in zip(vals, cnt, strict=True)}
+    total = np.zeros(hi + 1, np.int64)
+    step = max(1, (1 << 23) // max(1, arr[0].size))
+    for k in range(0, arr.shape[0], step):
+        total += np.bincount(arr[k:k + step].ravel(), minlength=hi + 1)
+    return {int(v): int(total[v]) for v in np.flatnonzero(total)}
+
+
+def _resolve_requested(labelmap, labels, counts: dict[int, int]) -> list[tuple[int, str, tuple[int, int, int]]]:
     """Requested names/values as (value, name, colour); unknown names/absent values are user errors."""
     table = labelmap.labels
     out = []
     for item in labels:
         value = table.by_name(item).value if isinstance(item, str) else int(item)
-        if value <= 0 or not np.any(arr == value):
+        if value <= 0 or counts.get(value, 0) == 0:
             name = table[value].name if value in table else str(value)
             raise SurgtwinError(
                 f"structure {name!r} (label {value}) has no voxels in the label map",
@@ -171,6 +188,69 @@ def _outward_flip(points_ijk: np.ndarray, tris: np.ndarray, bl: np.ndarray, arr:
     return front_label == bl[:, 0]
 
 
+def _connect_edge_contacts(mask: np.ndarray, max_passes: int = 16) -> np.ndarray:
+    """Binary mask with every edge-only contact closed: wherever two voxels of the mask touch only
+    along an edge (a 2x2 "checkerboard" in any axis plane), one of the two other voxels of that
+    square is added. Surface nets then gives a closed 2-manifold (each mesh edge is dual to a 2x2
+    square and is used by 4 quads exactly in that configuration). Only adds voxels, so it
+    converges; a thin structure (rib, vessel) stays connected the way it is drawn."""
+    m = mask.copy()
+    for _ in range(max_passes):
+        changed = False
+        for ax1, ax2 in ((0, 1), (0, 2), (1, 2)):
+            def view(o1: int, o2: int, ax1=ax1, ax2=ax2):
+                s = [slice(None)] * 3
+                s[ax1] = slice(o1, m.shape[ax1] - 1 + o1)
+                s[ax2] = slice(o2, m.shape[ax2] - 1 + o2)
+                return m[tuple(s)]
+            a, b, c, d = view(0, 0), view(1, 1), view(1, 0), view(0, 1)
+            bad = (a & b & ~c & ~d) | (c & d & ~a & ~b)
+            if bad.any():
+                # fill the lower-index off-diagonal voxel of each bad square
+                first = bad & a & b
+                c |= first
+                a |= bad & ~first
+                changed = True
+        if not changed:
+            break
+    return m
+
+
+#: most voxels (fraction of the label) that closing edge contacts may add before flying edges is used
+MAX_CONTACT_FILL = 0.025
+
+
+def _structure_surface_binary_nets(arr: np.ndarray, value: int, smoothing_iterations: int, pass_band: float):
+    """Closed surface of one label alone: surface nets on its edge-contact-free binary mask (padded
+    crop, index space, outward). Returns (points, triangles, voxels added), or None when closing the
+    contacts would add more than ``MAX_CONTACT_FILL`` of the label's voxels (e.g. a thin cortex)."""
+    import vtk
+
+    where = np.nonzero(arr == value)
+    lo = np.maximum(np.array([w.min() for w in where]) - 2, 0)
+    hi = np.minimum(np.array([w.max() for w in where]) + 3, arr.shape)
+    crop = np.pad(arr[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == value, 1)
+    fixed = _connect_edge_contacts(crop)
+    n_voxels = int(np.count_nonzero(crop))
+    added = int(np.count_nonzero(fixed)) - n_voxels
+    if added > MAX_CONTACT_FILL * n_voxels:
+        return None
+    img = _image_data(fixed.astype(np.uint8), origin_ijk=(lo[2] - 1.0, lo[1] - 1.0, lo[0] - 1.0))
+    nets = vtk.vtkSurfaceNets3D()
+    nets.SetInputData(img)
+    nets.SetBackgroundLabel(0)
+    nets.SetNumberOfLabels(1)
+    nets.SetLabel(0, 1.0)
+    nets.SmoothingOff()
+    nets.SetOutputMeshTypeToTriangles()
+    nets.Update()
+    poly = _smooth(nets.GetOutput(), smoothing_iterations, pass_band)
+    pts, tris = _polydata_arrays(poly)
+    if len(tris) and _signed_volume(pts, tris) < 0:
+        tris = tris[:, ::-1].copy()
+    return pts, tris, added
+
+
 def _structure_surface_flying_edges(arr: np.ndarray, value: int, smoothing_iterations: int, pass_band: float):
     """Closed surface of one label by binary flying edges on a padded crop (index space, outward)."""
     import vtk
@@ -198,13 +278,43 @@ def _structure_surface_flying_edges(arr: np.ndarray, value: int, smoothing_itera
     return pts, tris
 
 
+#: case-wide triangle budget used by ``target_triangles="display"`` (interactive 3D scene)
+DISPLAY_TRIANGLES = 600_000
+#: smallest per-structure budget under ``"display"`` (small structures keep their shape)
+DISPLAY_MIN_TRIANGLES = 2_000
+
+
+def _orientation_flip(points_ijk, tris, bl, work, pad) -> np.ndarray:
+    """``_outward_flip`` for every triangle, computed on a sample first: VTK 9.4+ writes every
+    surface-nets triangle outward for ``BoundaryLabels[0]``; when the sample agrees unanimously the
+    whole array is that constant (the per-structure edge/volume checks below still verify it)."""
+    n = len(tris)
+    if n == 0:
+        return np.zeros(0, bool)
+    sample = np.linspace(0, n - 1, min(n, 4096)).astype(np.int64)
+    f = _outward_flip(points_ijk, tris[sample], bl[sample], work, pad)
+    if not f.any():
+        return np.zeros(n, bool)
+    if f.all():
+        return np.ones(n, bool)
+    return _outward_flip(points_ijk, tris, bl, work, pad)
+
+
+def _display_budgets(tri_counts: dict[int, int], total: int) -> dict[int, int]:
+    """Split a case-wide triangle budget over structures in proportion to their full counts."""
+    full = sum(tri_counts.values())
+    if full <= total:
+        return {}
+    return {v: max(DISPLAY_MIN_TRIANGLES, int(total * c / full)) for v, c in tri_counts.items()}
+
+
 def surfaces_from_labels(
     labelmap,
     *,
     labels=None,
     smoothing_iterations: int = DEFAULT_SMOOTHING_ITERATIONS,
     pass_band: float = DEFAULT_PASS_BAND,
-    target_triangles: int | None = None,
+    target_triangles: int | str | None = None,
     repair: bool = True,
     compute_quality: bool = True,
     progress: ProgressFn | None = None,
@@ -214,24 +324,37 @@ def surfaces_from_labels(
 
     ``labels``: names or values to keep (default: every non-zero value present).
     ``smoothing_iterations``: windowed-sinc iterations (0 = no smoothing; blocky surface-nets output).
-    ``target_triangles``: per-structure triangle budget (quadric decimation, volume-preserving).
+    ``target_triangles``: ``None`` (default) keeps full resolution (export, printing, measurements);
+    an int is a per-structure triangle budget (volume-preserving quadric decimation of every larger
+    structure); ``"display"`` decimates for the interactive scene so that the whole case stays within
+    ``DISPLAY_TRIANGLES`` (600 k) triangles, split in proportion to each structure's full count with at
+    least ``DISPLAY_MIN_TRIANGLES`` each.
+    ``repair``: run trimesh repair on a structure whose checks fail (a clean structure is left alone).
     Returns ``{name: StructureMesh}`` in label-value order; each has a ``quality`` report unless
     ``compute_quality`` is False.
     """
     import vtk
+    from vtk.util import numpy_support
 
+    from surgtwin.core.mesh.checks import check_mesh, edge_topology, face_normals_raw
     from surgtwin.core.types import LabelMap
 
     if not isinstance(labelmap, LabelMap):
         raise SurgtwinError("surfaces need a LabelMap (integer labels plus a label table)")
-    if target_triangles is not None and target_triangles < 100:
+    display = isinstance(target_triangles, str)
+    if display and target_triangles != "display":
+        raise SurgtwinError(f"target_triangles must be an int or 'display', got {target_triangles!r}")
+    if not display and target_triangles is not None and target_triangles < 100:
         raise SurgtwinError(f"target_triangles must be at least 100, got {target_triangles}")
     report(progress, 0.0, "preparing label map")
     arr = _compact(labelmap.array)
-    selected = _resolve_requested(labelmap, labels, arr) if labels is not None else None
     hi = int(arr.max())
     if hi == 0:
+        if labels is not None:
+            _resolve_requested(labelmap, labels, {})
         raise SurgtwinError("the label map has no labelled voxels", hint="is it the right file?")
+    counts = _label_counts(arr)
+    selected = _resolve_requested(labelmap, labels, counts) if labels is not None else None
     check(cancel)
 
     border = any(
@@ -245,7 +368,7 @@ def surfaces_from_labels(
     nets = vtk.vtkSurfaceNets3D()
     nets.SetInputData(img)
     nets.SetBackgroundLabel(0)
-    values = range(1, hi + 1) if hi <= 4096 else [int(v) for v in np.unique(arr) if v > 0]
+    values = [v for v in counts if v > 0]
     nets.SetNumberOfLabels(len(values))
     for n, v in enumerate(values):
         nets.SetLabel(n, float(v))
@@ -256,13 +379,19 @@ def surfaces_from_labels(
     check(cancel)
     report(progress, 0.35, "orienting")
 
-    from vtk.util import numpy_support
-
     pts_raw, tris = _polydata_arrays(raw)
     bl = numpy_support.vtk_to_numpy(raw.GetCellData().GetArray("BoundaryLabels")).astype(np.int64).reshape(-1, 2)
-    flip0 = _outward_flip(pts_raw, tris, bl, work, pad)
+    flip0 = _orientation_flip(pts_raw, tris, bl, work, pad)
+    # triangles grouped by the label on each side (one stable sort instead of a scan per label)
+    order = [np.argsort(bl[:, s], kind="stable") for s in (0, 1)]
+    sorted_bl = [bl[order[s], s] for s in (0, 1)]
+
+    def rows_of(value: int, side: int) -> np.ndarray:
+        lo, hi_ = np.searchsorted(sorted_bl[side], [value, value + 1])
+        return order[side][lo:hi_]
+
     if selected is None:  # every label that has a surface, i.e. every label present
-        present = np.zeros(hi + 1, bool)
+        present = np.zeros(int(bl.max(initial=0)) + 1, bool)
         present[bl.ravel()] = True
         selected = [_describe(labelmap.labels, int(v)) for v in np.flatnonzero(present) if v > 0]
     check(cancel)
@@ -278,38 +407,58 @@ def surfaces_from_labels(
     pts_lps = _to_lps(pts_ijk, affine)
     check(cancel)
 
+    budgets: dict[int, int] = {}
+    if display:
+        budgets = _display_budgets(
+            {v: len(rows_of(v, 0)) + len(rows_of(v, 1)) for v, _, _ in selected}, DISPLAY_TRIANGLES)
+    elif target_triangles:
+        budgets = {v: int(target_triangles) for v, _, _ in selected}
+
     out: dict[str, StructureMesh] = {}
     voxel_ml = labelmap.voxel_volume_ml
     for n, (value, name, color) in enumerate(selected):
         check(cancel)
         report(progress, 0.55 + 0.45 * n / len(selected), f"structure {name}")
-        is0 = bl[:, 0] == value
-        is1 = bl[:, 1] == value
-        sel = is0 | is1
-        f = tris[sel]
-        flip = (is0[sel] & flip0[sel]) | (is1[sel] & ~flip0[sel])
+        r0, r1 = rows_of(value, 0), rows_of(value, 1)
+        # a triangle is outward for BoundaryLabels[0] unless flip0 says otherwise; reversed for [1]
+        flip = np.concatenate([flip0[r0], ~flip0[r1]])
         if reflect:
             flip = ~flip
+        f = tris[np.concatenate([r0, r1])]
         f = np.where(flip[:, None], f[:, ::-1], f)
         used, faces = _compact_ids(f, len(pts_lps))
         verts = pts_lps[used]
         method = "surface-nets"
-        if not _is_closed_manifold(faces):
-            # diagonal voxel contacts give non-manifold surface-nets edges: redo this one alone
-            p2, f2 = _structure_surface_flying_edges(work, value, smoothing_iterations, pass_band)
+        contact_note: list[str] = []
+        watertight, winding, _ = edge_topology(faces, len(verts))
+        if not (watertight and winding):
+            # voxels of this label touching only along an edge give non-manifold surface-nets edges
+            # there: redo this label alone with those contacts closed (a few voxels added)
+            alone = _structure_surface_binary_nets(work, value, smoothing_iterations, pass_band)
+            if alone is not None:
+                p2, f2, added = alone
+                method = "surface-nets (edge contacts closed)"
+                contact_note = [f"closed edge-only voxel contacts: re-extracted alone with {added} voxels added"]
+                watertight, winding, _ = edge_topology(f2, len(p2))
+            if alone is None or not (watertight and winding):
+                p2, f2 = _structure_surface_flying_edges(work, value, smoothing_iterations, pass_band)
+                method, contact_note = "flying-edges", []
             verts, faces = _to_lps(p2 - pad, affine), (f2[:, ::-1].copy() if reflect else f2)
-            method = "flying-edges"
-        if target_triangles:
-            verts, faces = _decimate(verts, faces, int(target_triangles))
+        if value in budgets:
+            verts, faces = _decimate(verts, faces, budgets[value])
+        voxel_volume_ml = float(counts.get(value, 0)) * voxel_ml
+        fn = face_normals_raw(verts, faces)
+        quality = check_mesh(verts, faces, voxel_volume_ml=voxel_volume_ml, method=method, face_normals=fn) \
+            if (compute_quality or repair) else None
         repairs: list[str] = []
-        if repair:
+        if repair and quality is not None and not quality.printable:
             verts, faces, repairs = _repair(verts, faces)
-        mesh = StructureMesh(name, value, color, verts, faces, vertex_normals(verts, faces))
-        if compute_quality:
-            from surgtwin.core.mesh.checks import check_mesh
-
-            mesh.quality = check_mesh(verts, faces, voxel_volume_ml=float(np.count_nonzero(arr == value)) * voxel_ml, method=method)
-            mesh.quality.repairs = repairs
+            fn = face_normals_raw(verts, faces)
+            quality = check_mesh(verts, faces, voxel_volume_ml=voxel_volume_ml, method=method, face_normals=fn)
+        mesh = StructureMesh(name, value, color, verts, faces, vertex_normals(verts, faces, face_normals=fn))
+        if compute_quality and quality is not None:
+            quality.repairs = contact_note + repairs
+            mesh.quality = quality
         out[name] = mesh
     report(progress, 1.0, f"{len(out)} surfaces")
     return out
@@ -328,20 +477,3 @@ def _compact_ids(cells: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]
     used = np.flatnonzero(mark)
     remap = np.cumsum(mark) - 1
     return used, remap[cells].astype(np.int64)
-
-
-def _is_closed_manifold(faces: np.ndarray) -> bool:
-    """Every undirected edge used by exactly two triangles, once in each direction."""
-    if len(faces) == 0:
-        return False
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    n = int(faces.max()) + 1
-    directed = np.sort(e[:, 0] * n + e[:, 1])
-    if np.any(directed[1:] == directed[:-1]):
-        return False  # an edge used twice in the same direction
-    undirected = np.sort(np.minimum(e[:, 0], e[:, 1]) * n + np.maximum(e[:, 0], e[:, 1]))
-    # closed manifold <=> keys come in pairs: k[0] == k[1] != k[2] == k[3] ...
-    if len(undirected) % 2:
-        return False
-    a, b = undirected[0::2], undirected[1::2]
-    return bool(np.all(a == b) and np.all(a[1:] != a[:-1]))

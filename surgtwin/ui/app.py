@@ -7,6 +7,10 @@ import time
 from pathlib import Path
 
 
+#: longest wait for loading + meshing + the first 3D frame before ``--screenshot`` saves anyway
+SCREENSHOT_TIMEOUT_S = 300.0
+
+
 def create_app():
     from PySide6.QtWidgets import QApplication
 
@@ -50,7 +54,9 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
     else:
         win.statusBar().showMessage("No sample cases found (sample_dicom/). Use File → Open to load an image, or drop "
                                     "a DICOM folder on the window.")
-    state = {"shot": False, "idle_since": None}
+    state = {"shot": False, "idle_since": None, "frames_at_mesh": None}
+    v3 = win.views.view3d
+    win.session.meshes_changed.connect(lambda: state.update(frames_at_mesh=v3.frames))
 
     def take_shot() -> None:
         if state["shot"] or not screenshot:
@@ -58,14 +64,31 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
         state["shot"] = True
         app.processEvents()
         win.screenshot(screenshot)
-        print(f"surgtwin: screenshot saved to {screenshot} ({time.perf_counter() - t0:.1f} s after start)")
+        busy = f" (still busy: {win.jobs.job.name})" if win.jobs.busy else ""
+        print(f"surgtwin: screenshot saved to {screenshot} ({time.perf_counter() - t0:.1f} s after start){busy}")
         QTimer.singleShot(100, app.quit)  # --quit-after is the deadline; done once the picture is saved
 
+    def ready() -> bool:
+        """Loaded, meshed (when there are labels) and the 3D view has drawn the meshes."""
+        if win.jobs.busy:
+            return False
+        if win.jobs.last_state == "failed":
+            return True  # shows the error dialog
+        if win.views.layout_name == "1x3":
+            return True
+        if v3.plotter is None:
+            return False
+        s = win.session
+        if s.labels is not None and len(s.labels.labels) and not s.meshes:
+            return False  # meshing has not started or finished yet
+        if s.meshes and (state["frames_at_mesh"] is None or v3.frames <= state["frames_at_mesh"]):
+            v3.render()  # the first frame with the meshes
+            return False
+        return True
+
     def poll() -> None:
-        # screenshot once nothing is running and the 3D view exists (or after quit_after - 1 s at the latest)
-        ready = not win.jobs.busy and (win.views.view3d.plotter is not None or win.views.layout_name == "1x3")
         now = time.perf_counter()
-        if ready:
+        if ready():
             state["idle_since"] = state["idle_since"] or now
             if now - state["idle_since"] > 0.6:
                 take_shot()
@@ -76,8 +99,10 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
         timer = QTimer(win)
         timer.timeout.connect(poll)
         timer.start(100)
+        # the upper bound: --quit-after (minus a second to save the picture), else 5 minutes
+        deadline = (quit_after - 1.0) if quit_after is not None else SCREENSHOT_TIMEOUT_S
+        QTimer.singleShot(int(max(0.0, deadline) * 1000), take_shot)
     if quit_after is not None:
-        QTimer.singleShot(int(max(0.0, quit_after - 1.0) * 1000), take_shot)
         QTimer.singleShot(int(quit_after * 1000), app.quit)
     rc = app.exec()
     failed = win.jobs.last_state == "failed" and win.jobs.last_error is not None

@@ -331,7 +331,7 @@ class MainWindow(QMainWindow):
         if self.session.labels is None or not len(self.session.labels.labels):
             self.statusBar().showMessage("No structures to mesh: run Segment or open a case with labels", 5000)
             return
-        self.jobs.run("Building meshes", pipeline.build_meshes, self._labels_snapshot(),
+        self.jobs.run("Building meshes", pipeline.display_meshes, self._labels_snapshot(),
                       on_done=self.session.set_meshes)
 
     def compute_stats(self) -> None:
@@ -366,7 +366,7 @@ class MainWindow(QMainWindow):
 
         def _mesh(labels, *, progress=None, cancel=None):
             keep = [n for n in names if np.any(labels.array == labels.labels.by_name(n).value)]
-            return pipeline.build_meshes(labels, labels=keep, progress=progress, cancel=cancel) if keep else {}
+            return pipeline.display_meshes(labels, labels=keep, progress=progress, cancel=cancel) if keep else {}
 
         self.jobs.run("Updating meshes", _mesh, self._labels_snapshot(), on_done=_merge)
 

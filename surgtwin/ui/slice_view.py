@@ -272,7 +272,8 @@ class SliceView(QWidget):
             elif kind == "tool":
                 self._tool_drag(pos)
         self._report_hover(pos)
-        self.update()
+        if self.tools.edits or (self._drag is not None and self._drag[0] == "pan"):
+            self.update()  # brush outline / pan; the crosshair and W/L repaint through the session
 
     def mouseReleaseEvent(self, e) -> None:  # noqa: N802
         if self._drag is not None and self._drag[0] == "tool" and self.tools.edits:

@@ -31,10 +31,18 @@ class View3D(QWidget):
         self.multi_samples = 0
         self.min_frame_s = 0.15
         self._last_render = 0.0
+        self.frames = 0  # renders done (the screenshot waits for one after the meshes arrived)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
         self._render_timer.timeout.connect(self.render_now)
+        # the crosshair sphere is redrawn once slice scrolling pauses: a software-rendered frame
+        # (~100-200 ms) on every wheel step would stall the event loop while the user scrolls
+        self.crosshair_idle_ms = 250
+        self._cross_timer = QTimer(self)
+        self._cross_timer.setSingleShot(True)
+        self._cross_timer.setInterval(self.crosshair_idle_ms)
+        self._cross_timer.timeout.connect(self.render)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
@@ -110,9 +118,11 @@ class View3D(QWidget):
 
     def render_now(self) -> None:
         self._render_timer.stop()
+        self._cross_timer.stop()
         if self.plotter is not None:
             self.plotter.render()
             self._last_render = time.perf_counter()
+            self.frames += 1
 
     # -- model -> scene -------------------------------------------------------------------------
     def _sync_meshes(self) -> None:
@@ -141,8 +151,8 @@ class View3D(QWidget):
         if self.painter is None or self.session.volume is None:
             return
         self.painter.set_crosshair(self.session.crosshair_lps, size_mm=float(np.max(self.session.volume.spacing_mm) * 3))
-        if render:
-            self.render()
+        if render and self.isVisible():
+            self._cross_timer.start()  # restarted by every change: one frame after the scrolling stops
 
     def _on_volume(self, reset: bool = True) -> None:
         if self.painter is None:

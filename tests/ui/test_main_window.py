@@ -302,3 +302,30 @@ def test_about_box_says_not_for_clinical_use(window):
     box = about_box(window)
     assert "NOT FOR CLINICAL USE" in box.text() and __version__ in box.text()
     box.close()
+
+
+def test_default_layout_is_2x2_and_settings_stay_in_tmp(window, tmp_path):
+    import os
+    from pathlib import Path
+
+    # no saved preference (a fresh settings file per test): 2x2 with axial, coronal, sagittal and 3D
+    assert window.views.layout_name == "2x2"
+    assert window.layout_actions["2x2"].isChecked()
+    assert all(v.isVisible() for v in window.views.slices.values()) and window.views.view3d.isVisible()
+    # preferences go to the test's own file, never to the user's real QSettings
+    settings_file = Path(window.settings.fileName())
+    assert settings_file == Path(os.environ["SURGTWIN_SETTINGS"])
+    assert tmp_path in settings_file.parents
+
+
+def test_slice_scrolling_does_not_render_3d_until_it_pauses(loaded, qtbot):
+    win = loaded
+    v3 = win.views.view3d
+    v3.render_now()
+    frames = v3.frames
+    ax = win.views.slices["axial"]
+    for n in range(6):
+        ax.step(1 if n % 2 == 0 else -1)
+        qtbot.wait(30)
+    assert v3.frames == frames  # no software-rendered frame between wheel steps
+    qtbot.waitUntil(lambda: v3.frames > frames, timeout=3000)  # one frame once scrolling stopped

@@ -265,3 +265,23 @@ def test_body_wall_structures_start_hidden(case):
     s.set_volume(vol)
     s.set_labels(LabelMap(np.zeros(vol.shape, np.uint8), vol.affine, labels=table))
     assert s.display[1].visible is False and s.display[2].visible is True
+
+
+def test_display_meshes_stay_within_the_triangle_budget():
+    from surgtwin.services import pipeline
+
+    assert pipeline.display_triangle_budget(28) * 28 <= pipeline.DISPLAY_TRIANGLE_BUDGET
+    assert pipeline.display_triangle_budget(1000) == pipeline.MIN_TRIANGLES_PER_STRUCTURE
+    assert pipeline.display_triangle_budget(1) == pipeline.DISPLAY_TRIANGLE_BUDGET
+
+
+def test_display_meshes_are_decimated_full_meshes_are_not():
+    from surgtwin.services import pipeline
+    from surgtwin.services.demo import phantom
+
+    _, labels = phantom(shape=(48, 96, 96), spacing_mm=(3.0, 2.0, 2.0))
+    full = pipeline.build_meshes(labels, labels=["liver"])
+    shown = pipeline.display_meshes(labels, labels=["liver"], total_triangles=len(labels.labels) * 1000)
+    n_full, n_shown = len(full["liver"].faces), len(shown["liver"].faces)
+    assert n_full > pipeline.MIN_TRIANGLES_PER_STRUCTURE  # else the budget would not apply
+    assert 0.3 * pipeline.MIN_TRIANGLES_PER_STRUCTURE < n_shown <= pipeline.MIN_TRIANGLES_PER_STRUCTURE * 1.05 < n_full

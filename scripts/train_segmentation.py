@@ -2,8 +2,10 @@
 """Train surgtwin's CT multi-organ segmentation model and write it as a MONAI bundle.
 
 Seeded and reproducible: with ``--max-steps N`` the run is deterministic on the same machine and
-library versions (``--max-minutes`` only *chooses* N from the measured speed of the first steps and
-records it, so the exact command for a rerun is written to the bundle's docs/training.md).
+library versions (same data order, augmentation and schedule). ``--max-minutes`` (the default mode)
+makes the learning-rate schedule follow the wall clock so that the run ends on time on a shared
+machine; it is seeded too, but its step count and schedule depend on the machine's speed, so the
+log records every step's learning rate and the step count.
 
 Data: phantoms from ``surgtwin.core.phantom.generate_case`` (all kinds that exist) and the real
 labelled CT of TotalSegmentator 2.18.0's sdist (slices 70-87 held out, see scripts/seg_data.py).
@@ -50,8 +52,11 @@ def parse(argv=None):
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--real-fraction", type=float, default=0.35, help="share of samples from real CT")
-    p.add_argument("--max-steps", type=int, default=0, help="0: choose from --max-minutes after 10 steps")
-    p.add_argument("--max-minutes", type=float, default=40.0)
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="train exactly this many steps (deterministic); 0: wall-clock mode, see --max-minutes")
+    p.add_argument("--max-minutes", type=float, default=40.0,
+                   help="wall-clock mode: total budget; the cosine schedule follows elapsed time, so the run "
+                        "stops on time even on a loaded machine (the step count is logged)")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest on 2 shared cores: 1.6 s/step vs 4.6 s with 2)")
@@ -268,21 +273,24 @@ def main(argv=None):
 
     max_steps = args.max_steps
     budget_s = args.max_minutes * 60.0
+    timed = max_steps == 0  # wall-clock mode: the schedule follows elapsed time and the run stops on time
     step = 0
     t_train = time.time()
+    train_budget = max(60.0, budget_s - (t_train - t_start))
     losses = []
     while True:
-        if max_steps == 0 and step == 10:
-            per = (time.time() - t_train) / 10.0
-            # leave ~12 % of the budget for validation passes
-            max_steps = max(20, int((budget_s - (time.time() - t_start)) * 0.88 / per) + 10)
-            print(f"{per:.2f} s/step -> max_steps = {max_steps}", flush=True)
-        if max_steps and step >= max_steps:
-            break
-        total = max_steps or 10_000
+        elapsed = time.time() - t_train
+        if timed:
+            progress = elapsed / train_budget
+            if progress >= 1.0:
+                break
+        else:
+            if step >= max_steps:
+                break
+            progress = step / max_steps
         warm = 30 if not args.init else 10
         lr = args.lr * (step + 1) / warm if step < warm else \
-            1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * min(1.0, progress)))
         for gparam in opt.param_groups:
             gparam["lr"] = lr
         x, y = sampler.batch(args.batch)
@@ -295,15 +303,20 @@ def main(argv=None):
         if step % 10 == 0:
             log["curve"].append({"step": step, "loss": round(float(np.mean(losses[-10:])), 4), "lr": lr,
                                  "elapsed_s": round(time.time() - t_start, 1)})
-            print(f"step {step}/{max_steps} loss {np.mean(losses[-10:]):.4f} lr {lr:.2e} "
+            print(f"step {step} ({progress:.0%}) loss {np.mean(losses[-10:]):.4f} lr {lr:.2e} "
                   f"{time.time() - t_start:.0f} s", flush=True)
-        if step % args.val_every == 0 or step == max_steps:
+        if step % args.val_every == 0:
             v = evaluate(net, val, roi, names)
             mean = {k: round(float(np.mean(list(d.values()))), 4) if d else None for k, d in v.items()}
             log["validation"].append({"step": step, "mean_dice": mean, "dice": v,
                                       "elapsed_s": round(time.time() - t_start, 1)})
             print(f"  validation @ {step}: {mean}", flush=True)
             write_bundle(args, net, names, log, final=False)
+    v = evaluate(net, val, roi, names)
+    log["validation"].append({"step": step, "mean_dice": {k: round(float(np.mean(list(d.values()))), 4) if d else None
+                                                          for k, d in v.items()}, "dice": v,
+                              "elapsed_s": round(time.time() - t_start, 1)})
+    print(f"  final validation @ {step}: {log['validation'][-1]['mean_dice']}", flush=True)
     log["train_seconds"] = round(time.time() - t_train, 1)
     log["total_seconds"] = round(time.time() - t_start, 1)
     log["steps"] = step
@@ -374,7 +387,6 @@ def write_bundle(args, net, names, log, *, final):
     if log["validation"]:
         meta["eval_metrics"] = {"validation_mean_dice": log["validation"][-1]["mean_dice"]}
     inference = {
-        "imports": ["$import torch"],
         "network_def": netdef,
         "preprocessing": {"_target_": "Compose", "transforms": [
             {"_target_": "LoadImaged", "keys": "image"},
@@ -405,7 +417,8 @@ def write_training_md(out, log, final, stage):
            f"--lr {a['lr']} --kinds {a['kinds']} --threads {a['threads']} --real-fraction {a['real_fraction']} "
            f"--stage {stage}" + (f" --init {a['init']}" if a.get("init") else ""))
     lines += ["Command as run: `" + " ".join(["scripts/train_segmentation.py", *log["argv"]]) + "`", "",
-              f"Exact rerun (deterministic, same step count): `{cmd}`", "",
+              f"Rerun with the same step count, deterministic (step-based cosine schedule; this run's schedule "
+              f"followed the wall clock{'' if a['max_steps'] == 0 else ' — no: this run was step-based, the rerun is exact'}): `{cmd}`", "",
               f"Machine: {platform.processor() or platform.machine()}, {a['threads']} torch threads, CPU only.", ""]
     if final:
         lines += [f"Steps: {log['steps']}; training {log['train_seconds']:.0f} s; total {log['total_seconds']:.0f} s.", ""]

@@ -6,6 +6,8 @@ label table (value, name, colour, code) and per-structure volume (ml) and confid
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def add_parser(sub):
     p = sub.add_parser("segment", help="segment organs and structures of a CT (NOT FOR CLINICAL USE)")
@@ -20,9 +22,7 @@ def add_parser(sub):
     return p
 
 
-def json_path_for(out) -> "Path":  # noqa: UP037
-    from pathlib import Path
-
+def json_path_for(out) -> Path:
     out = Path(out)
     name = out.name
     for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):

@@ -20,7 +20,7 @@ import numpy as np
 
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import CancelToken, ProgressFn, report
-from surgtwin.core.types import LabelMap, LabelTable, Volume
+from surgtwin.core.types import LabelMap, Volume
 
 __all__ = ["segment", "SegmentationResult", "StructureReport", "load_bundle", "default_bundle_dir"]
 

@@ -103,7 +103,6 @@ class Bundle:
 
     def build_network(self, device: str = "cpu"):
         """Construct the network from ``network_def`` and load the verified weights (no pickle)."""
-        import torch
         from monai import networks
 
         target = str(self.network_def.get("_target_", "")).split(".")[-1]

@@ -24,7 +24,7 @@ import numpy as np
 
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import CancelToken, ProgressFn, check, report
-from surgtwin.core.types import LabelMap, Volume
+from surgtwin.core.types import Volume
 
 AIR_HU = -1024.0
 

@@ -177,20 +177,6 @@ def test_sample_case_surfaces(surfaces_lib, case):
     assert_surface_matches_voxels(lm, meshes)
 
 
-def test_display_budget_and_bad_target(surfaces_lib, monkeypatch):
-    import surgtwin.core.mesh.surfaces as S
-
-    lm = ellipsoids_labelmap(oblique_affine())
-    full = surfaces_lib(lm)
-    monkeypatch.setattr(S, "DISPLAY_TRIANGLES", 12000)
-    disp = surfaces_lib(lm, target_triangles="display")
-    assert sum(m.n_triangles for m in disp.values()) <= 12000 * 1.05 + S.DISPLAY_MIN_TRIANGLES
-    assert disp["liver"].n_triangles < full["liver"].n_triangles
-    assert assert_surface_matches_voxels(lm, disp) == 2
-    with pytest.raises(SurgtwinError, match="target_triangles"):
-        surfaces_lib(lm, target_triangles="small")
-
-
 def test_check_mesh_agrees_with_trimesh(surfaces_lib):
     from surgtwin.core.mesh.checks import check_mesh
 

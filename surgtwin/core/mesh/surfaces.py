@@ -278,12 +278,6 @@ def _structure_surface_flying_edges(arr: np.ndarray, value: int, smoothing_itera
     return pts, tris
 
 
-#: case-wide triangle budget used by ``target_triangles="display"`` (interactive 3D scene)
-DISPLAY_TRIANGLES = 600_000
-#: smallest per-structure budget under ``"display"`` (small structures keep their shape)
-DISPLAY_MIN_TRIANGLES = 2_000
-
-
 def _orientation_flip(points_ijk, tris, bl, work, pad) -> np.ndarray:
     """``_outward_flip`` for every triangle, computed on a sample first: VTK 9.4+ writes every
     surface-nets triangle outward for ``BoundaryLabels[0]``; when the sample agrees unanimously the
@@ -300,21 +294,13 @@ def _orientation_flip(points_ijk, tris, bl, work, pad) -> np.ndarray:
     return _outward_flip(points_ijk, tris, bl, work, pad)
 
 
-def _display_budgets(tri_counts: dict[int, int], total: int) -> dict[int, int]:
-    """Split a case-wide triangle budget over structures in proportion to their full counts."""
-    full = sum(tri_counts.values())
-    if full <= total:
-        return {}
-    return {v: max(DISPLAY_MIN_TRIANGLES, int(total * c / full)) for v, c in tri_counts.items()}
-
-
 def surfaces_from_labels(
     labelmap,
     *,
     labels=None,
     smoothing_iterations: int = DEFAULT_SMOOTHING_ITERATIONS,
     pass_band: float = DEFAULT_PASS_BAND,
-    target_triangles: int | str | None = None,
+    target_triangles: int | None = None,
     repair: bool = True,
     compute_quality: bool = True,
     progress: ProgressFn | None = None,
@@ -326,9 +312,8 @@ def surfaces_from_labels(
     ``smoothing_iterations``: windowed-sinc iterations (0 = no smoothing; blocky surface-nets output).
     ``target_triangles``: ``None`` (default) keeps full resolution (export, printing, measurements);
     an int is a per-structure triangle budget (volume-preserving quadric decimation of every larger
-    structure); ``"display"`` decimates for the interactive scene so that the whole case stays within
-    ``DISPLAY_TRIANGLES`` (600 k) triangles, split in proportion to each structure's full count with at
-    least ``DISPLAY_MIN_TRIANGLES`` each.
+    structure; a structure whose decimated surface is no longer a closed manifold keeps its full
+    resolution, noted in ``quality.repairs``).
     ``repair``: run trimesh repair on a structure whose checks fail (a clean structure is left alone).
     Returns ``{name: StructureMesh}`` in label-value order; each has a ``quality`` report unless
     ``compute_quality`` is False.
@@ -341,10 +326,7 @@ def surfaces_from_labels(
 
     if not isinstance(labelmap, LabelMap):
         raise SurgtwinError("surfaces need a LabelMap (integer labels plus a label table)")
-    display = isinstance(target_triangles, str)
-    if display and target_triangles != "display":
-        raise SurgtwinError(f"target_triangles must be an int or 'display', got {target_triangles!r}")
-    if not display and target_triangles is not None and target_triangles < 100:
+    if target_triangles is not None and target_triangles < 100:
         raise SurgtwinError(f"target_triangles must be at least 100, got {target_triangles}")
     report(progress, 0.0, "preparing label map")
     arr = _compact(labelmap.array)
@@ -407,12 +389,7 @@ def surfaces_from_labels(
     pts_lps = _to_lps(pts_ijk, affine)
     check(cancel)
 
-    budgets: dict[int, int] = {}
-    if display:
-        budgets = _display_budgets(
-            {v: len(rows_of(v, 0)) + len(rows_of(v, 1)) for v, _, _ in selected}, DISPLAY_TRIANGLES)
-    elif target_triangles:
-        budgets = {v: int(target_triangles) for v, _, _ in selected}
+    budgets = {v: int(target_triangles) for v, _, _ in selected} if target_triangles else {}
 
     out: dict[str, StructureMesh] = {}
     voxel_ml = labelmap.voxel_volume_ml
@@ -444,8 +421,12 @@ def surfaces_from_labels(
                 p2, f2 = _structure_surface_flying_edges(work, value, smoothing_iterations, pass_band)
                 method, contact_note = "flying-edges", []
             verts, faces = _to_lps(p2 - pad, affine), (f2[:, ::-1].copy() if reflect else f2)
-        if value in budgets:
-            verts, faces = _decimate(verts, faces, budgets[value])
+        if value in budgets and len(faces) > budgets[value]:
+            v_dec, f_dec = _decimate(verts, faces, budgets[value])
+            if all(edge_topology(f_dec, len(v_dec))[:2]):
+                verts, faces = v_dec, f_dec
+            else:  # quadric decimation can pinch thin parts into non-manifold edges: keep it closed
+                contact_note = [*contact_note, "decimation left the surface open; kept full resolution"]
         voxel_volume_ml = float(counts.get(value, 0)) * voxel_ml
         fn = face_normals_raw(verts, faces)
         quality = check_mesh(verts, faces, voxel_volume_ml=voxel_volume_ml, method=method, face_normals=fn) \

@@ -115,11 +115,13 @@ def test_write_case_is_byte_identical(tmp_path):
 @pytest.mark.parametrize("kind", CASE_KINDS)
 def test_new_patient_under_ten_seconds_at_1p5_mm(kind):
     generate_case(kind, 100, pixel_mm=3.0, slice_mm=3.0)  # warm imports
-    # CPU time of this process (the generator is single-threaded), so other jobs on a shared
-    # machine do not count; 1.5x slack over the 10 s goal for slower/contended CPUs.
-    t0 = time.process_time()
-    generate_case(kind, 12345, pixel_mm=1.5, slice_mm=1.5)
-    assert time.process_time() - t0 < 10.0 * 1.5
+    # The goal, 10 s, measured as CPU time of this process (the generator is single-threaded
+    # numpy/scipy), so other jobs on a shared machine do not make it flaky. Wall time is reported only.
+    t0, w0 = time.process_time(), time.perf_counter()
+    case = generate_case(kind, 12345, pixel_mm=1.5, slice_mm=1.5)
+    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    assert case.ct.shape[1] > 100  # a full-size patient, not a degenerate grid
+    assert cpu < 10.0, f"{kind}: {cpu:.1f} s CPU ({wall:.1f} s wall) at 1.5 mm, goal < 10 s"
 
 
 @pytest.mark.slow

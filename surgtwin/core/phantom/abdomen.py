@@ -132,7 +132,7 @@ def build(canvas: Canvas, P, rng) -> dict:
     body = _body(P)
     fat = P["fat_mm"]
     wall = fat + 11 * s
-    sl, d = canvas.field(body, inner_mm=wall + 1)
+    sl, d = canvas.field(body, levels=(0.0, -2.0, -fat, -wall))  # the depths thresholded below
     canvas.paint_field(sl, d, L["fat"], rim_mm=2.0)
     canvas.labels[(canvas.zone == 1) & (canvas.labels == L["fat"])] = L["skin"]
     canvas.zone[:] = 0

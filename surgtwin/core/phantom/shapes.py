@@ -52,21 +52,35 @@ def smax(a, b, k: float):
     return -smin(-a, -b, k)
 
 
+def _lerp_axis(a, c, m, ax):
+    c = np.asarray(c)
+    if len(c) == 1:
+        return a.take(np.zeros(m, int), axis=ax)
+    full = np.arange(m)
+    hi = np.clip(np.searchsorted(c, full), 1, len(c) - 1)
+    lo = hi - 1
+    w = ((full - c[lo]) / (c[hi] - c[lo])).astype(np.float32)
+    shp = [1, 1, 1]
+    shp[ax] = m
+    return a.take(lo, axis=ax) * (1 - w).reshape(shp) + a.take(hi, axis=ax) * w.reshape(shp)
+
+
 def upsample_linear(a, idx, n):
-    """Separable linear interpolation of ``a`` sampled at index lists ``idx`` onto ``range(n)``."""
-    for ax, (c, m) in enumerate(zip(idx, n, strict=True)):
-        c = np.asarray(c)
-        full = np.arange(m)
-        if len(c) == 1:
-            a = a.take(np.zeros(m, int), axis=ax)
-            continue
-        hi = np.clip(np.searchsorted(c, full), 1, len(c) - 1)
-        lo = hi - 1
-        w = ((full - c[lo]) / (c[hi] - c[lo])).astype(np.float32)
-        shp = [1, 1, 1]
-        shp[ax] = m
-        a = a.take(lo, axis=ax) * (1 - w).reshape(shp) + a.take(hi, axis=ax) * w.reshape(shp)
-    return a
+    """Separable linear interpolation of ``a`` sampled at index lists ``idx`` onto ``range(n)``.
+
+    The first axis is done on the whole (small) array, the other two slab by slab (the same
+    element-wise arithmetic, in cache-sized blocks)."""
+    a = _lerp_axis(a, idx[0], n[0], 0)
+    step = max(1, (1 << 18) // max(1, int(n[1]) * int(n[2])))
+    out = None
+    for k in range(0, a.shape[0], step):
+        b = a[k : k + step]
+        for ax in (1, 2):
+            b = _lerp_axis(b, idx[ax], n[ax], ax)
+        if out is None:
+            out = np.empty((a.shape[0], *b.shape[1:]), b.dtype)
+        out[k : k + step] = b
+    return out
 
 
 class Canvas:
@@ -82,8 +96,13 @@ class Canvas:
         self.t = self.rot.T @ (self.affine[:3, 3] - self.centre)
         self.Minv = np.linalg.inv(self.M)
         h = float(np.max(np.linalg.norm(self.affine[:3, :3], axis=0)))
-        #: safety band (mm) of the coarse-to-fine evaluation, see ``field``
-        self.band = 1.6 * 2.0 * h * np.sqrt(3.0)
+        #: safety band (mm) of the coarse-to-fine evaluation, see ``field``: trilinear interpolation
+        #: over a cell of side 2h of an L-Lipschitz field errs by at most L * h * sqrt(3); L <= 1.6
+        self.band = 1.6 * h * np.sqrt(3.0)
+        #: culling pad (mm) for parts of a shape evaluated only near their bounding box (see ``_pad``)
+        self.pad = 1.6 * 2.0 * h * np.sqrt(3.0)
+        #: margin (mm) around each tube segment's box in native evaluation (outside it: "far")
+        self.tube_margin = 2.0
         self.labels = np.zeros(self.shape, np.uint8)
         self.zone = np.zeros(self.shape, np.uint8)
 
@@ -119,13 +138,25 @@ class Canvas:
         M, t = self.M, self.t
         return tuple(M[r, 0] * k + M[r, 1] * j + M[r, 2] * i + t[r] for r in range(3))
 
-    def field(self, shape: Shape, *, inner_mm: float = 0.0):
+    def coords_at(self, sl, kk, jj, ii):
+        """Anatomy coordinates of the voxels (kk, jj, ii) of the block ``sl`` (same arithmetic as
+        ``coords``, so the same values)."""
+        M, t = self.M, self.t
+        k = kk + float(sl[0].start)
+        j = jj + float(sl[1].start)
+        i = ii + float(sl[2].start)
+        return tuple(M[r, 0] * k + M[r, 1] * j + M[r, 2] * i + t[r] for r in range(3))
+
+    def field(self, shape: Shape, *, inner_mm: float = 0.0, levels=None):
         """(slices, distance array) of ``shape`` over its bounding box.
 
-        Large boxes are evaluated coarse-to-fine: on every second voxel, interpolated linearly,
-        then recomputed exactly wherever the interpolated value lies within a safety band of the
-        surface (or of the ``inner_mm`` rim). The fields are ~1-Lipschitz, so the band bounds the
-        interpolation error and labels are the same as an exact evaluation.
+        Large boxes are evaluated coarse-to-fine: on every second voxel (natively, on that regular
+        sub-grid, so each part of the shape only touches its own bounding box), interpolated linearly,
+        then recomputed exactly wherever the interpolated value lies within a safety band of a level
+        the caller thresholds at: the surface (0) and every depth in ``levels`` (or, without
+        ``levels``, anything down to the ``inner_mm`` rim). The fields are ~1-Lipschitz, so the band
+        bounds the interpolation error and labels are the same as an exact evaluation; values away
+        from those levels are only interpolated.
         """
         sl = self.slices_for(shape.lo, shape.hi)
         if sl is None:
@@ -134,23 +165,23 @@ class Canvas:
         if np.prod(n) < 120_000 or isinstance(shape, Tube):  # tubes: exact per-segment boxes
             X, Y, Z = np.broadcast_arrays(*self.coords(sl))
             return sl, shape.eval(self, sl, X, Y, Z, True)
-        idx = []
-        for s, m in zip(sl, n, strict=True):
-            c = np.arange(0, m, 2)
-            if c[-1] != m - 1:
-                c = np.append(c, m - 1)
-            idx.append(c)
-        Xc, Yc, Zc = np.broadcast_arrays(*self.coords_idx(*(c + s.start for c, s in zip(idx, sl, strict=True))))
-        d = upsample_linear(shape.eval(self, None, Xc, Yc, Zc, False).astype(np.float32), idx, n)
-        band = self.band
-        kk, jj, ii = np.nonzero((d < band) & (d > -inner_mm - band))
+        sub = _SubGrid(self, [s.start for s in sl], 2, [m // 2 + 1 for m in n])
+        full = tuple(slice(0, m) for m in sub.shape)
+        Xc, Yc, Zc = np.broadcast_arrays(*sub.coords(full))
+        d = _upsample2(shape.eval(sub, full, Xc, Yc, Zc, True).astype(np.float32), n)
+        del Xc, Yc, Zc
+        band = np.float32(self.band)
+        if levels is None:
+            sel = (d < band) & (d > np.float32(-inner_mm) - band)
+        else:
+            sel = np.abs(d) < band
+            for lev in levels:
+                if lev != 0:
+                    sel |= np.abs(d - np.float32(lev)) < band
+        kk, jj, ii = np.nonzero(sel)
+        del sel
         if len(kk):
-            M, t = self.M, self.t
-            k = kk + float(sl[0].start)
-            j = jj + float(sl[1].start)
-            i = ii + float(sl[2].start)
-            X, Y, Z = (M[r, 0] * k + M[r, 1] * j + M[r, 2] * i + t[r] for r in range(3))
-            d[kk, jj, ii] = shape.eval(self, None, X, Y, Z, False)
+            d[kk, jj, ii] = shape.eval(self, None, *self.coords_at(sl, kk, jj, ii), False)
         return sl, d
 
     # -- painting ---------------------------------------------------------------------------
@@ -162,7 +193,7 @@ class Canvas:
         ``zone_value``. ``only``: overwrite only voxels whose current label is in this set; ``keep``:
         never overwrite these labels. ``where``: callable (X, Y, Z) -> bool mask restricting the paint.
         """
-        sl, d = self.field(shape, inner_mm=rim_mm)
+        sl, d = self.field(shape, levels=(0.0, -rim_mm) if rim_mm > 0 else (0.0,))
         if sl is not None:
             self.paint_field(sl, d, value, rim_mm=rim_mm, only=only, keep=keep, where=where,
                              zone_value=zone_value)
@@ -181,16 +212,62 @@ class Canvas:
             lut = np.ones(256, bool)
             lut[list(keep)] = False
             m &= lut[cur]
-        if where is not None:
-            m &= where(*np.broadcast_arrays(*self.coords(sl)))
+        if where is not None:  # element-wise: evaluated only where the paint would land
+            kk, jj, ii = np.nonzero(m)
+            if len(kk):
+                m[kk, jj, ii] = where(*self.coords_at(sl, kk, jj, ii))
         cur[m] = value
-        z = np.full(d.shape, zone_value, np.uint8)
         if rim_mm > 0:
-            z[d > -rim_mm] = 1
-        self.zone[sl][m] = z[m]
+            self.zone[sl][m] = np.where(d[m] > -rim_mm, np.uint8(1), np.uint8(zone_value))
+        else:
+            self.zone[sl][m] = zone_value
 
     def mask(self, *values) -> np.ndarray:
         return np.isin(self.labels, values)
+
+
+class _SubGrid:
+    """Every ``step``-th voxel of a canvas from ``origin`` (a regular grid of ``shape``), posing as the
+    canvas for native (sub-block) shape evaluation during the coarse pass of ``Canvas.field``."""
+
+    slices_for = Canvas.slices_for
+    coords = Canvas.coords
+    coords_idx = Canvas.coords_idx
+
+    def __init__(self, canvas: Canvas, origin, step: int, shape):
+        self.shape = tuple(int(m) for m in shape)
+        self.M = canvas.M * float(step)
+        self.t = canvas.t + canvas.M @ np.asarray(origin, float)
+        self.Minv = np.linalg.inv(self.M)
+        self.band = canvas.band
+        self.pad = canvas.pad
+        # coarse values only steer the refinement: tube segments must be evaluated out to the
+        # culling pad, not just to the 2 mm that decides a label on the fine grid
+        self.tube_margin = canvas.pad + 2.0
+
+
+def _up2_axis(a, m, ax):
+    """``a`` sampled on indices 0, 2, 4, ... along ``ax`` -> linear interpolation onto range(m)."""
+    a = np.moveaxis(a, ax, 0)
+    out = np.empty((m, *a.shape[1:]), a.dtype)
+    out[0::2] = a[: (m + 1) // 2]
+    no = m // 2
+    if no:
+        odd = out[1::2]
+        np.add(a[:no], a[1 : no + 1], out=odd)
+        odd *= a.dtype.type(0.5)
+    return np.moveaxis(out, 0, ax)
+
+
+def _upsample2(a, n):
+    """Linear interpolation of ``a`` sampled on every second index onto ``range(n[ax])`` per axis
+    (the first axis on the whole array, the other two slab by slab, in cache-sized blocks)."""
+    a = _up2_axis(a, n[0], 0)
+    out = np.empty(tuple(n), a.dtype)
+    step = max(1, (1 << 18) // max(1, int(n[1]) * int(n[2])))
+    for k in range(0, n[0], step):
+        out[k : k + step] = _up2_axis(_up2_axis(a[k : k + step], n[1], 1), n[2], 2)
+    return out
 
 
 class Shape:
@@ -278,7 +355,7 @@ def _eval_culled(shape, canvas, sl, X, Y, Z, native, pad):
 
 
 def _pad(canvas, k):
-    return max(float(k), canvas.band) + 2.0
+    return max(float(k), canvas.pad) + 2.0
 
 
 class Union(Shape):
@@ -341,11 +418,16 @@ class _SineField:
         self.amp = amp_mm
 
     def __call__(self, X, Y, Z):
-        out = [np.zeros_like(X), np.zeros_like(X), np.zeros_like(X)]
+        out = None  # the first mode's terms start the sums (0 + x == x: same values as from zeros)
         for kv, dv, ph in zip(self.kvec, self.disp, self.phase, strict=True):
             s = np.sin(kv[0] * X + kv[1] * Y + kv[2] * Z + ph)
-            for a in range(3):
-                out[a] += dv[a] * s
+            if out is None:
+                out = [dv[a] * s for a in range(3)]
+            else:
+                for a in range(3):
+                    out[a] += dv[a] * s
+        if out is None:
+            return [np.zeros_like(X), np.zeros_like(X), np.zeros_like(X)]
         return out
 
 
@@ -437,7 +519,7 @@ class Tube(Shape):
                 r = max(self.r[n], self.r[n + 1])
                 lo = np.minimum(self.P[n], self.P[n + 1]) - r
                 hi = np.maximum(self.P[n], self.P[n + 1]) + r
-                ss = canvas.slices_for(lo, hi, margin_mm=2.0)
+                ss = canvas.slices_for(lo, hi, margin_mm=canvas.tube_margin)
                 if ss is None:
                     continue
                 rel = []

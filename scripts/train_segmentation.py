@@ -377,7 +377,7 @@ def write_bundle(args, net, names, log, *, final):
             "axcodes": seg_data.AXCODES,
             "hu_window": list(HU_WINDOW),
             "value_range": list(VALUE_RANGE),
-            "roi_size": [96, 96, 96],
+            "roi_size": [64, 64, 64],
             "labels": C.label_entries(),
             "postprocess": {"single_component": list(C.SINGLE_COMPONENT), "fill_holes": list(C.FILL_HOLES)},
             "weights_sha256": digest,
@@ -396,7 +396,7 @@ def write_bundle(args, net, names, log, *, final):
             {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": HU_WINDOW[0], "a_max": HU_WINDOW[1],
              "b_min": VALUE_RANGE[0], "b_max": VALUE_RANGE[1], "clip": True},
         ]},
-        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [96, 96, 96], "sw_batch_size": 4,
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [64, 64, 64], "sw_batch_size": 4,
                     "overlap": 0.25, "mode": "gaussian"},
         "postprocessing": {"_target_": "Compose", "transforms": [
             {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}]},

@@ -57,6 +57,7 @@ def test_seed_outside_or_in_soft_tissue_is_refused():
         segment(vol, method="classical", seed_lps=vol.index_to_world([25, 5, 5]))
 
 
+@pytest.mark.slow
 def test_classical_on_a_phantom():
     phantom = pytest.importorskip("surgtwin.core.phantom")
     case = phantom.generate_case("abdomen-pelvis", 9101, pixel_mm=2.0, slice_mm=2.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surgtwin.core.progress import CancelToken, Cancelled
+from surgtwin.core.progress import Cancelled, CancelToken
 from surgtwin.core.segmentation import load_bundle, segment
 from surgtwin.core.segmentation.inference import model_grid, postprocess, to_source
 from surgtwin.core.types import Volume

@@ -71,3 +71,24 @@ def test_classical_on_a_phantom():
     d_aorta = _dice(res.labels.mask("vessels") & aorta, aorta)  # recall-like: aorta found from the seed
     assert d_bone > 0.8, d_bone
     assert d_aorta > 0.8, d_aorta
+
+
+def test_classical_keeps_the_brain_out_of_the_skull_bone():
+    """Marrow filling takes narrow cavities only: the cranium must not be filled with 'bone'."""
+    from pathlib import Path
+
+    import surgtwin
+    from surgtwin.core.segmentation.classical import segment_classical
+    from surgtwin.core.types import LabelTable
+
+    case = Path(__file__).resolve().parents[2] / "sample_dicom" / "head"
+    if not (case / "labels.nii.gz").exists():
+        pytest.skip("sample case 'head' not generated")
+    ct = surgtwin.load_volume(case / "dicom")
+    gt = surgtwin.load_volume(case / "labels.nii.gz")
+    table = LabelTable.load(case / "labels.json")
+    bone = segment_classical(ct, vessels=False).array == 1
+    skull = gt.array == table.by_name("skull").value
+    white = gt.array == table.by_name("brain_white_matter").value
+    assert (bone & skull).sum() / skull.sum() > 0.95
+    assert (bone & white).sum() / white.sum() < 0.05

@@ -39,6 +39,7 @@ def segment_classical(
     vessels: bool = True,
     min_bone_ml: float = 1.0,
     marrow_hu: float = -100.0,
+    max_marrow_radius_mm: float = 20.0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> LabelMap:
@@ -102,7 +103,16 @@ def segment_classical(
         filled = ndimage.binary_fill_holes(shell)
         for k in range(filled.shape[0]):
             filled[k] = ndimage.binary_fill_holes(filled[k])
-        bone = (bone | (filled & (hu >= marrow_hu))) & ~vessel
+        # a marrow cavity is narrow (femoral canal, vertebral body); a wide enclosed space is a body
+        # cavity that bone happens to surround (the cranium around the brain, the pelvic ring in a slice)
+        holes = filled & ~shell
+        hole_lab, n_holes = ndimage.label(holes)
+        if n_holes:
+            depth = ndimage.distance_transform_edt(holes, sampling=volume.spacing_mm)
+            max_depth = ndimage.maximum(depth, hole_lab, index=np.arange(1, n_holes + 1))
+            narrow = np.flatnonzero(np.asarray(max_depth) <= max_marrow_radius_mm) + 1
+            holes = np.isin(hole_lab, narrow)
+        bone = (bone | ((shell | holes) & (hu >= marrow_hu))) & ~vessel
     out[bone] = BONE.value
     out[vessel] = VESSELS.value
     report(progress, 1.0, "done")

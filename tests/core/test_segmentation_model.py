@@ -2,8 +2,8 @@
 validation 500, the benchmark 9000-9004).
 
 The floors are regression floors, NOT the product goals (0.90/0.95): model 0.1.0 is under-trained
-(see assets/models/surgtwin_ct_multiorgan/docs/README.md). Measured on seed 9100 at 3 mm when the
-floors were set: abdomen liver 0.43, pelvis 0.56, lungs 0.91/0.83; head skull 0.89, brain 0.89;
+(see assets/models/surgtwin_ct_multiorgan/docs/README.md). Measured on seed 9100 at 3 mm with the stage-2
+weights when the floors were set (stage 3 only raised them): abdomen liver 0.43, pelvis 0.56, lungs 0.91/0.83; head skull 0.89, brain 0.89;
 cardiac left ventricle 0.83, lungs 0.88/0.90. A broken model, preprocessing or geometry drops these
 to ~0 and fails. Only structures the model does segment are checked."""
 

@@ -48,9 +48,7 @@ def _load_itk(p: Path):
     except SurgtwinError:
         raise
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        msg = next((ln for ln in first if "ERROR" in ln or "Exception" in ln), first[-1] if first else "")
-        raise SurgtwinError(f"cannot read image ({msg.strip()[:200]})", path=p) from None
+        raise SurgtwinError(_itk_reason(exc), path=p) from None
     if img.GetDimension() == 4:
         img = img[:, :, :, 0]
     try:
@@ -59,6 +57,15 @@ def _load_itk(p: Path):
         raise SurgtwinError(exc.reason, path=p) from None
     vol.metadata.update({"source": p.suffix.lower().lstrip("."), "path": str(p)})
     return vol
+
+
+def _itk_reason(exc: Exception) -> str:
+    """A one-line reason from a SimpleITK exception (whose first line is only a source location)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    msg = next((ln.split("ERROR:", 1)[1].strip() for ln in lines if "ERROR:" in ln), lines[-1] if lines else "")
+    if "Unable to determine ImageIO reader" in msg:
+        return "not a readable NIfTI/NRRD/MHA image (unknown format or corrupt header)"
+    return f"cannot read image ({msg[:200]})"
 
 
 def save_volume(volume, path) -> Path:

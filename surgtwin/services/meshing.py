@@ -1,7 +1,6 @@
-"""Display surfaces from a label map until ``surgtwin.core.mesh`` lands (used by ``pipeline.build_meshes``).
+"""Lighter copies of ``surgtwin.core.mesh`` surfaces for the 3D view (``pipeline.display_meshes``).
 
-Surface nets (VTK's ``vtkSurfaceNets3D`` through pyvista) on each structure's bounding box, mapped to
-LPS mm through the label map's affine. For display only: ``surgtwin.core.mesh`` owns the real meshes.
+``surgtwin.core.mesh`` owns the real (export) meshes; this only thins them for the software renderer.
 """
 
 from __future__ import annotations
@@ -9,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from surgtwin.core.progress import check, report
 
 
 @dataclass
@@ -22,38 +19,6 @@ class DisplayMesh:
     color: tuple[int, int, int]
     vertices: np.ndarray
     faces: np.ndarray
-
-
-def surfaces_for_display(labelmap, *, labels=None, progress=None, cancel=None) -> dict[str, DisplayMesh]:
-    import pyvista as pv
-    from scipy import ndimage
-
-    table = labelmap.labels
-    wanted = [lab for lab in table if labels is None or lab.name in labels or lab.value in labels]
-    arr = labelmap.array
-    boxes = ndimage.find_objects(arr)
-    out: dict[str, DisplayMesh] = {}
-    for n, lab in enumerate(wanted):
-        check(cancel)
-        report(progress, n / max(1, len(wanted)), f"meshing {lab.name}")
-        if lab.value - 1 >= len(boxes) or boxes[lab.value - 1] is None:
-            continue
-        box = tuple(slice(max(0, s.start - 1), min(dim, s.stop + 1)) for s, dim in zip(boxes[lab.value - 1],
-                                                                                    arr.shape, strict=True))
-        sub = (arr[box] == lab.value).astype(np.uint8)
-        img = pv.ImageData(dimensions=sub.shape[::-1])  # x = column (i), y = row (j), z = slice (k)
-        img.point_data["labels"] = sub.ravel(order="C")
-        surf = img.contour_labels(select_inputs=[1], smoothing=True, smoothing_iterations=16,
-                                  output_mesh_type="triangles", pad_background=True)
-        if surf.n_points == 0:
-            continue
-        ijk = np.asarray(surf.points, dtype=np.float64)
-        kji = ijk[:, ::-1] + np.array([s.start for s in box], dtype=np.float64)
-        verts = labelmap.index_to_world(kji)
-        faces = np.asarray(surf.faces).reshape(-1, 4)[:, 1:].astype(np.int64)
-        out[lab.name] = DisplayMesh(lab.name, lab.value, tuple(lab.color), verts, faces)
-    report(progress, 1.0, f"{len(out)} surfaces")
-    return out
 
 
 def simplify_for_display(mesh, target_triangles: int) -> DisplayMesh:

@@ -1,15 +1,14 @@
 """The actions the app (and the CLI) run: open images and labels, find series, segment, mesh.
 
-Every function here calls into ``surgtwin.core`` where the real work lives. While a core module is
-still being written, a small adapter keeps the app usable (plain SimpleITK reading, a pyvista
-surface-nets mesher for display) or raises a ``SurgtwinError`` that says the feature is not
-available yet. Long functions take ``progress`` and ``cancel`` keywords.
+Every function here calls into ``surgtwin.core`` where the real work lives (the DICOM loader, the
+mesher, segmentation); nothing here computes anatomy. Long functions take ``progress`` and ``cancel``
+keywords.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,46 +78,14 @@ def find_case_for(path: Path) -> SampleCase | None:
 
 
 # -- series and images ---------------------------------------------------------------------------
-@dataclass
-class SeriesInfo:
-    """Fallback series candidate (same fields as ``surgtwin.core.dicom.SeriesCandidate``)."""
-
-    series_uid: str
-    modality: str = ""
-    description: str = ""
-    shape: tuple = ()
-    spacing_mm: tuple = ()
-    orientation: str = ""
-    n_files: int = 0
-    warnings: list = field(default_factory=list)
-    loadable: bool = True
-    refusal: str | None = None
-
-    def summary(self) -> dict:
-        return dict(self.__dict__)
-
-
 def find_series(folder, *, progress=None, cancel=None) -> list:
     """Every DICOM series candidate under ``folder`` (with warnings), before loading."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SurgtwinError("is not a folder", path=folder, hint="choose a folder that holds DICOM files")
-    dicom = _optional("surgtwin.core.dicom")
-    if dicom is not None and hasattr(dicom, "find_series"):
-        return list(dicom.find_series(folder, progress=progress))
-    import SimpleITK as sitk
+    from surgtwin.core.dicom import find_series as core_find_series
 
-    report(progress, 0.1, "scanning for DICOM series")
-    out = []
-    dirs = [folder] + [p for p in sorted(folder.rglob("*")) if p.is_dir()]
-    for n, d in enumerate(dirs):
-        check(cancel)
-        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(d)) or ():
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(d), uid)
-            out.append(SeriesInfo(uid, description=f"{d.name}", n_files=len(files),
-                                  warnings=["series details need the surgtwin DICOM loader (not installed yet)"]))
-        report(progress, 0.1 + 0.9 * (n + 1) / len(dirs), "scanning")
-    return out
+    return list(core_find_series(folder, progress=progress, cancel=cancel))
 
 
 def load_volume(path, *, series_uid=None, progress=None, cancel=None):
@@ -126,35 +93,9 @@ def load_volume(path, *, series_uid=None, progress=None, cancel=None):
     path = Path(path)
     if not path.exists():
         raise SurgtwinError("does not exist", path=path, hint="check the path or pick another file")
-    io = _optional("surgtwin.core.io")
-    if io is not None and hasattr(io, "load_volume"):
-        return io.load_volume(path, series_uid=series_uid, progress=progress, cancel=cancel)
-    import SimpleITK as sitk
+    from surgtwin.core.io import load_volume as core_load_volume
 
-    from surgtwin.core.geometry import volume_from_sitk
-
-    report(progress, 0.05, f"reading {path.name}")
-    try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            uids = reader.GetGDCMSeriesIDs(str(path)) or ()
-            if not uids:
-                raise SurgtwinError("no DICOM series found in this folder", path=path,
-                                    hint="choose the folder that holds the .dcm files")
-            uid = series_uid or uids[0]
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), uid))
-            image = reader.Execute()
-            modality = "CT"
-        else:
-            image = sitk.ReadImage(str(path))
-            modality = "CT"
-    except RuntimeError as exc:
-        raise SurgtwinError(f"cannot read image ({str(exc).strip().splitlines()[-1][:200]})", path=path,
-                            hint="supported: DICOM folders, NIfTI, NRRD, MHA") from None
-    check(cancel)
-    vol = volume_from_sitk(image, modality=modality)
-    report(progress, 1.0, "loaded")
-    return vol
+    return core_load_volume(path, series_uid=series_uid, progress=progress, cancel=cancel)
 
 
 def load_labels(path, reference, *, table_path=None, progress=None, cancel=None):
@@ -247,13 +188,10 @@ def build_meshes(labelmap, *, labels=None, target_triangles=None, progress=None,
     ``target_triangles``: per-structure triangle budget (quadric decimation); None = full resolution,
     as used for export. The app asks for ``display_meshes`` instead.
     """
-    mesh = _optional("surgtwin.core.mesh")
-    if mesh is not None and hasattr(mesh, "surfaces_from_labels"):
-        return mesh.surfaces_from_labels(labelmap, labels=labels, target_triangles=target_triangles,
-                                         progress=progress, cancel=cancel)
-    from surgtwin.services.meshing import surfaces_for_display
+    from surgtwin.core.mesh import surfaces_from_labels
 
-    return surfaces_for_display(labelmap, labels=labels, progress=progress, cancel=cancel)
+    return surfaces_from_labels(labelmap, labels=labels, target_triangles=target_triangles,
+                                progress=progress, cancel=cancel)
 
 
 def display_meshes(labelmap, *, labels=None, total_triangles=DISPLAY_TRIANGLE_BUDGET, progress=None,

@@ -216,7 +216,7 @@ def test_session_save_is_atomic_versioned_and_verified(tmp_path, case):
 
 
 def test_panel_registry():
-    from surgtwin.services.panels import PanelRegistry, PanelSpec, default_registry
+    from surgtwin.services.panels import PanelSpec, default_registry
 
     reg = default_registry()
     assert [s.id for s in reg.specs()][:2] == ["structures", "tools"]
@@ -229,10 +229,10 @@ def test_panel_registry():
 
 
 def test_display_meshes_are_in_lps(case):
-    from surgtwin.services.meshing import surfaces_for_display
+    from surgtwin.services.pipeline import display_meshes
 
     vol, lab = case
-    meshes = surfaces_for_display(lab, labels=["aorta"])
+    meshes = display_meshes(lab, labels=["aorta"])
     m = meshes["aorta"]
     idx = lab.world_to_index(m.vertices)
     inside = np.argwhere(lab.array == 5)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surgtwin.core.errors import SurgtwinError
+from surgtwin.core.mesh.surfaces import _compact_ids
 from surgtwin.core.progress import CancelToken, ProgressFn, check, report
 
 #: Kuhn split of the unit cube (corner bits: k=4, j=2, i=1): one tetrahedron per axis permutation
@@ -314,15 +315,6 @@ def tet_mesh(
         mesh.mean_hu = element_mean_hu(mesh, ct)
     report(progress, 1.0, f"tet mesh: {len(elements)} elements")
     return mesh
-
-
-def _compact_ids(cells: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
-    """(used ids, cells renumbered 0..len(used)-1) without sorting (ids are < n_ids)."""
-    mark = np.zeros(n_ids, bool)
-    mark[cells.ravel()] = True
-    used = np.flatnonzero(mark)
-    remap = np.cumsum(mark) - 1
-    return used, remap[cells].astype(np.int64)
 
 
 _TET_EDGES = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]], dtype=np.int64)

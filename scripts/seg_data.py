@@ -78,16 +78,27 @@ def sub_volume(vol, k0: int, k1: int):
     return replace(vol, array=vol.array[k0:k1], affine=a)
 
 
+def resample_on_grid(array, src_affine, grid_affine, grid_shape, *, order: int, cval: float = 0.0):
+    """``array`` (with index->LPS ``src_affine``) sampled on a grid (index->LPS ``grid_affine``).
+
+    SciPy only (no SimpleITK), so training data can be made on machines that have just NumPy/SciPy/torch.
+    ``order`` 1 = trilinear (HU), 0 = nearest (labels).
+    """
+    from scipy import ndimage
+
+    m = np.linalg.inv(np.asarray(src_affine, float)) @ np.asarray(grid_affine, float)
+    return ndimage.affine_transform(array, m[:3, :3], offset=m[:3, 3], output_shape=tuple(int(x) for x in grid_shape),
+                                    order=order, mode="constant", cval=cval, prefilter=False)
+
+
 def to_model_grid(ct, ch_src, spacing=SPACING_MM, axcodes=AXCODES):
     """CT Volume (HU) + channel array on its grid -> (hu, ch, grid) on the model grid."""
-    from surgtwin.core.geometry import resample_to
     from surgtwin.core.segmentation.inference import AIR_HU, model_grid
 
     grid = model_grid(ct, spacing, axcodes)
-    hu = resample_to(ct.with_array(ct.array.astype(np.float32)), grid, interpolation="linear",
-                     default_value=AIR_HU).array.astype(np.float32)
-    ch = resample_to(ct.with_array(ch_src.astype(np.uint8)), grid, interpolation="nearest").array.astype(np.uint8)
-    return hu, ch, grid
+    hu = resample_on_grid(ct.array.astype(np.float32), ct.affine, grid.affine, grid.shape, order=1, cval=AIR_HU)
+    ch = resample_on_grid(ch_src.astype(np.uint8), ct.affine, grid.affine, grid.shape, order=0)
+    return hu.astype(np.float32), ch.astype(np.uint8), grid
 
 
 def totalseg_volumes(data: Path):
@@ -113,6 +124,48 @@ def real_training_samples(data: Path) -> list[Sample]:
     return out
 
 
+def real_holdout_sample(data: Path) -> Sample:
+    """The whole real scan on the model grid, with a mask of the held-out voxels (Dice is taken there)."""
+    ct, ch = totalseg_volumes(data)
+    hu, c, grid = to_model_grid(ct, ch)
+    kk = np.indices(hu.shape).reshape(3, -1).T
+    k_src = (np.c_[kk, np.ones(len(kk))] @ (np.linalg.inv(ct.affine) @ grid.affine).T)[:, 0].reshape(hu.shape)
+    mask = (k_src >= HOLDOUT_K[0]) & (k_src <= HOLDOUT_K[1] - 1)
+    return Sample("totalseg_example_ct_holdout", f"example_ct.nii.gz slices {HOLDOUT_K[0]}-{HOLDOUT_K[1] - 1} "
+                  "(Dice on those voxels; whole scan as input)", hu, c, grid, extra={"mask": mask})
+
+
+def real_pack(cache: Path = CACHE) -> tuple[list[Sample], Sample]:
+    """(real training samples, real hold-out), from ``cache/real/totalseg_3mm.npz`` when it exists.
+
+    The pack is made once from the downloaded files (needs pip + SimpleITK); afterwards training runs
+    with NumPy/SciPy/torch/MONAI alone, e.g. on a lent GPU machine that has no network.
+    """
+    from surgtwin.core.types import Volume
+
+    f = cache / "real" / "totalseg_3mm.npz"
+    if not f.exists():
+        data = fetch_public_data(cache)
+        train, hold = real_training_samples(data), real_holdout_sample(data)
+        arrays = {"hold_hu": hold.hu, "hold_ch": hold.ch, "hold_mask": hold.extra["mask"],
+                  "hold_affine": hold.grid.affine}
+        for i, s in enumerate(train):
+            arrays.update({f"t{i}_hu": s.hu, f"t{i}_ch": s.ch, f"t{i}_affine": s.grid.affine})
+        meta = [[s.name, s.source] for s in [*train, hold]]
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, meta=np.array(meta), **arrays)
+        tmp.replace(f)
+    z = np.load(f)
+    meta = [tuple(str(x) for x in m) for m in z["meta"]]
+    train = [Sample(*meta[i], z[f"t{i}_hu"], z[f"t{i}_ch"], Volume(np.zeros(z[f"t{i}_hu"].shape, np.uint8),
+                                                                      z[f"t{i}_affine"]))
+             for i in range(len(meta) - 1)]
+    hold = Sample(*meta[-1], z["hold_hu"], z["hold_ch"], Volume(np.zeros(z["hold_hu"].shape, np.uint8),
+                                                                z["hold_affine"]), extra={"mask": z["hold_mask"]})
+    return train, hold
+
+
 def phantom_sample(kind: str, seed: int, pixel_mm=3.0, slice_mm=3.0, *, cache: bool = True) -> Sample:
     """A phantom on the model grid; cached on disk per (generator version, kind, seed, spacing)."""
     from surgtwin.core.phantom import GENERATOR_VERSION, generate_case
@@ -122,7 +175,7 @@ def phantom_sample(kind: str, seed: int, pixel_mm=3.0, slice_mm=3.0, *, cache: b
     name = f"phantom_{kind}_seed{seed}"
     source = (f"surgtwin phantom generate_case({kind!r}, seed={seed}, pixel_mm={pixel_mm}, slice_mm={slice_mm}), "
               f"generator {GENERATOR_VERSION}")
-    f = CACHE / "phantoms" / GENERATOR_VERSION / f"{kind}_{seed}_{pixel_mm}_{slice_mm}_{SPACING_MM[0]}.npz"
+    f = CACHE / "phantoms" / GENERATOR_VERSION / f"{kind}_{seed}_{pixel_mm}_{slice_mm}_{SPACING_MM[0]}_scipy.npz"
     if cache and f.exists():
         z = np.load(f)
         return Sample(name, source, z["hu"], z["ch"], Volume(np.zeros(z["hu"].shape, np.uint8), z["affine"]))

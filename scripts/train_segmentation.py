@@ -58,6 +58,9 @@ def parse(argv=None):
                    help="wall-clock mode: total budget; the cosine schedule follows elapsed time, so the run "
                         "stops on time even on a loaded machine (the step count is logged)")
     p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda")
+    p.add_argument("--workers", type=int, default=1, help="processes that generate the phantoms")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest on 2 shared cores: 1.6 s/step vs 4.6 s with 2)")
     p.add_argument("--kinds", default=",".join(KINDS))
@@ -76,18 +79,58 @@ def rot_matrix(rng, max_deg):
     return rz @ ry @ rx
 
 
+def gaussian_kernel(sigma: float):
+    import torch
+
+    r = max(1, int(math.ceil(3.0 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def blur3d(x, sigmas):
+    """Separable Gaussian blur of a (1, 1, D, H, W) tensor; sigma per array axis in voxels (0 = none)."""
+    import torch.nn.functional as F
+
+    for axis, sig in enumerate(sigmas):
+        if sig < 0.05:
+            continue
+        k = gaussian_kernel(float(sig)).to(x.device, x.dtype)
+        r = (len(k) - 1) // 2
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = len(k)
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = r
+        x = F.conv3d(F.pad(x, pad, mode="replicate"), k.view(shape))
+    return x
+
+
 class Sampler:
-    def __init__(self, samples, weights, patch, rng, blood_ch, organ_ch):
+    """Random augmented training patches, made with torch on the training device (the GPU when there is one).
+
+    Per patch: a volume (weighted), a centre (80 % inside a random structure), rotation up to 12 degrees,
+    isotropic x anisotropic scale (0.85-1.2 x 0.95-1.05: spacing), trilinear HU / nearest labels; then
+    contrast level of the blood pool (25-500 HU), organ enhancement shift, HU scale/offset, thick-slice /
+    soft-kernel blur, noise. All random numbers come from one NumPy generator and one torch generator,
+    both seeded.
+    """
+
+    def __init__(self, samples, weights, patch, seed, device, blood_ch, organ_ch):
         import torch
 
         self.samples = samples
         self.w = np.asarray(weights, float) / np.sum(weights)
         self.patch = patch
-        self.rng = rng
-        self.blood = blood_ch
-        self.organs = organ_ch
-        self.t_hu = [torch.from_numpy(s.hu + 1024.0)[None, None] for s in samples]
-        self.t_ch = [torch.from_numpy(s.ch.astype(np.float32))[None, None] for s in samples]
+        self.rng = np.random.default_rng(seed)
+        self.dev = torch.device(device)
+        self.gen = torch.Generator(device=self.dev)
+        self.gen.manual_seed(seed)
+        self.blood = torch.tensor(blood_ch, device=self.dev)
+        self.organs = list(organ_ch)
+        # HU + 1024 so that zero padding outside the scan reads as air
+        self.t_hu = [torch.from_numpy(s.hu + 1024.0).to(self.dev)[None, None] for s in samples]
+        self.t_ch = [torch.from_numpy(s.ch.astype(np.float32)).to(self.dev)[None, None] for s in samples]
+        self.shape = [np.asarray(s.hu.shape, float) for s in samples]
         self.where = []
         for s in samples:
             d = {}
@@ -96,18 +139,19 @@ class Sampler:
                     continue
                 idx = np.argwhere(s.ch == c)
                 if len(idx) > 3000:
-                    idx = idx[rng.choice(len(idx), 3000, replace=False)]
+                    idx = idx[self.rng.choice(len(idx), 3000, replace=False)]
                 d[int(c)] = idx
             self.where.append(d)
+        u = np.stack(np.meshgrid(*(np.arange(patch),) * 3, indexing="ij"), -1).reshape(-1, 3) - (patch - 1) / 2.0
+        self.u = torch.from_numpy(u.astype(np.float32)).to(self.dev)
 
     def one(self):
         import torch
-        from scipy import ndimage
+        import torch.nn.functional as F
 
         rng = self.rng
         i = int(rng.choice(len(self.samples), p=self.w))
-        s = self.samples[i]
-        shape = np.asarray(s.hu.shape)
+        shape = self.shape[i]
         if rng.random() < 0.8 and self.where[i]:
             c = int(rng.choice(list(self.where[i])))
             pts = self.where[i][c]
@@ -117,45 +161,41 @@ class Sampler:
         r = rot_matrix(rng, 12.0)
         scale = rng.uniform(0.85, 1.2) * rng.uniform(0.95, 1.05, 3)
         a = r @ np.diag(scale)
-        p = self.patch
-        u = (np.stack(np.meshgrid(*(np.arange(p),) * 3, indexing="ij"), -1).reshape(-1, 3) - (p - 1) / 2.0)
-        q = u @ a.T + centre
-        g = (q * (2.0 / np.maximum(shape - 1, 1)) - 1.0)[:, ::-1].astype(np.float32)
-        gt = torch.from_numpy(np.ascontiguousarray(g)).view(1, p, p, p, 3)
-        hu = torch.nn.functional.grid_sample(self.t_hu[i], gt, mode="bilinear", padding_mode="zeros",
-                                             align_corners=True)[0, 0].numpy() - 1024.0
-        ch = torch.nn.functional.grid_sample(self.t_ch[i], gt, mode="nearest", padding_mode="zeros",
-                                             align_corners=True)[0, 0].numpy().astype(np.int64)
+        # sampling grid in grid_sample's normalised (x=W, y=H, z=D) order
+        m = (a * (2.0 / np.maximum(shape - 1, 1))[:, None]).T  # row vector u @ m
+        t = centre * (2.0 / np.maximum(shape - 1, 1)) - 1.0
+        mt = torch.from_numpy(m.astype(np.float32)).to(self.dev)
+        tt = torch.from_numpy(t.astype(np.float32)).to(self.dev)
+        g = (self.u @ mt + tt).flip(-1).view(1, self.patch, self.patch, self.patch, 3)
+        hu = F.grid_sample(self.t_hu[i], g, mode="bilinear", padding_mode="zeros", align_corners=True) - 1024.0
+        ch = F.grid_sample(self.t_ch[i], g, mode="nearest", padding_mode="zeros", align_corners=True)
         # contrast level: blood pool to a random enhancement, organs shifted
         if rng.random() < 0.6:
-            m = np.isin(ch, self.blood)
-            if m.any():
-                target = rng.uniform(25, 500)
-                hu[m] += target - float(np.median(hu[m]))
+            mb = torch.isin(ch, self.blood)
+            target = rng.uniform(25, 500)
+            if bool(mb.any()):
+                hu = torch.where(mb, hu + (target - hu[mb].median()), hu)
         if rng.random() < 0.4:
             for c in self.organs:
-                m = ch == c
-                if m.any():
-                    hu[m] += rng.uniform(-30, 60)
-        # HU scale / offset
-        hu = hu * rng.uniform(0.92, 1.08) + rng.uniform(-25, 25)
-        # thick slices / soft kernels (along the S axis = array axis 2 in RAS)
+                hu = hu + (ch == c) * float(rng.uniform(-30, 60))
+        hu = hu * float(rng.uniform(0.92, 1.08)) + float(rng.uniform(-25, 25))
+        # thick slices / soft kernels (the S axis is array axis 2 on the RAS model grid)
         if rng.random() < 0.3:
-            sig = (rng.uniform(0, 0.7), rng.uniform(0, 0.7), rng.uniform(0.3, 1.5))
-            hu = ndimage.gaussian_filter(hu, sig)
-        # noise
+            hu = blur3d(hu, (rng.uniform(0, 0.7), rng.uniform(0, 0.7), rng.uniform(0.3, 1.5)))
         if rng.random() < 0.7:
-            hu = hu + rng.normal(0, rng.uniform(3, 35), hu.shape)
-        return hu.astype(np.float32), ch
+            sd = float(rng.uniform(3, 35))
+            hu = hu + sd * torch.randn(hu.shape, generator=self.gen, device=self.dev)
+        return hu, ch.long()
 
     def batch(self, n):
         import torch
 
-        from surgtwin.core.segmentation.inference import normalise
-
         xs, ys = zip(*(self.one() for _ in range(n)), strict=True)
-        x = normalise(np.stack(xs), HU_WINDOW, VALUE_RANGE)
-        return torch.from_numpy(x[:, None]), torch.from_numpy(np.stack(ys)[:, None])
+        x = torch.cat(xs)
+        a0, a1 = HU_WINDOW
+        b0, b1 = VALUE_RANGE
+        x = (x.clamp(a0, a1) - a0) * ((b1 - b0) / (a1 - a0)) + b0
+        return x, torch.cat(ys)
 
 
 # -- evaluation -------------------------------------------------------------------------------------
@@ -170,7 +210,7 @@ def dice_per_class(pred, truth, n_classes):
     return out
 
 
-def evaluate(net, samples, roi, names, region=None):
+def evaluate(net, samples, roi, names, device="cpu"):
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -179,11 +219,13 @@ def evaluate(net, samples, roi, names, region=None):
     res = {}
     net.eval()
     pad = float(normalise(np.array([-1024.0]), HU_WINDOW, VALUE_RANGE)[0])
+    cuda = torch.device(device).type == "cuda"
     for s in samples:
-        x = torch.from_numpy(normalise(s.hu, HU_WINDOW, VALUE_RANGE))[None, None]
-        with torch.inference_mode():
-            y = sliding_window_inference(x, roi, 4, net, overlap=0.25, mode="gaussian", cval=pad)
-        pred = y[0].argmax(0).numpy()
+        x = torch.from_numpy(normalise(s.hu, HU_WINDOW, VALUE_RANGE))[None, None].to(device)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            y = sliding_window_inference(x, roi, 16 if cuda else 4, lambda t: net(t).float(), overlap=0.25,
+                                         mode="gaussian", cval=pad)
+        pred = y[0].float().argmax(0).cpu().numpy()
         truth = s.ch
         if s.extra.get("mask") is not None:
             m = s.extra["mask"]
@@ -193,90 +235,110 @@ def evaluate(net, samples, roi, names, region=None):
     return res
 
 
+def _phantom_job(job):
+    kind, seed, spacing = job
+    t0 = time.time()
+    try:
+        s = seg_data.phantom_sample(kind, seed, *spacing) if spacing else seg_data.phantom_sample(kind, seed)
+    except Exception as exc:  # a kind the generator does not have
+        return job, None, f"{type(exc).__name__}: {exc}", time.time() - t0
+    return job, s, None, time.time() - t0
+
+
+def make_phantoms(jobs, workers):
+    """Phantom samples for (kind, seed, spacing) jobs, in this order; several processes when asked."""
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+            results = list(ex.map(_phantom_job, jobs))
+    else:
+        results = [_phantom_job(j) for j in jobs]
+    out = []
+    for (kind, seed, _sp), s, err, dt in results:
+        if err:
+            print(f"  phantom {kind} seed {seed}: skipped ({err})", flush=True)
+            continue
+        print(f"  {s.name}: {s.hu.shape} in {dt:.1f} s", flush=True)
+        out.append(s)
+    return out
+
+
+def device_name(device) -> str:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
 def main(argv=None):
     args = parse(argv)
+    t_start = time.time()
+    kinds = [k for k in args.kinds.split(",") if k]
+    log = {"args": vars(args), "argv": sys.argv[1:] if argv is None else list(argv), "data": [], "validation": [],
+           "curve": []}
+
+    # data first (forked workers must not inherit an initialised CUDA context)
+    print("preparing data", flush=True)
+    real, holdout = seg_data.real_pack()
+    jobs = [(k, args.phantom_seed_base + n, seg_data.phantom_spacing(args.phantom_seed_base + n))
+            for k in kinds for n in range(args.phantoms_per_kind)]
+    jobs += [(k, args.val_phantom_seed, None) for k in kinds]
+    made = make_phantoms(jobs, args.workers)
+    val_names = {f"phantom_{k}_seed{args.val_phantom_seed}" for k in kinds}
+    phantoms = [s for s in made if s.name not in val_names]
+    val = [s for s in made if s.name in val_names] + [holdout]
+    samples, weights = [], []
+    n_real = sum(s.ch.size for s in real)
+    for s in real:
+        samples.append(s)
+        weights.append(args.real_fraction * s.ch.size / n_real if phantoms else 1.0)
+        log["data"].append({"name": s.name, "source": s.source, "role": "train", "shape": list(s.hu.shape)})
+    for s in phantoms:
+        samples.append(s)
+        weights.append((1.0 - args.real_fraction) / len(phantoms))
+        log["data"].append({"name": s.name, "source": s.source, "role": "train", "shape": list(s.hu.shape)})
+    for s in val:
+        role = "validation (real hold-out)" if s is holdout else "validation"
+        log["data"].append({"name": s.name, "source": s.source, "role": role, "shape": list(s.hu.shape)})
+
     import torch
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
 
     from surgtwin.core.segmentation import classes as C
 
-    t_start = time.time()
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = torch.device(device).type == "cuda"
     torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(args.seed)
+    if not cuda:
+        torch.set_num_threads(args.threads)
+    else:
+        torch.backends.cudnn.benchmark = True
     names = list(C.CLASS_NAMES)
     n_classes = len(names)
-    data = seg_data.fetch_public_data()
-    log = {"args": vars(args), "argv": sys.argv[1:], "data": [], "validation": [], "curve": []}
-
-    print("preparing data", flush=True)
-    real = seg_data.real_training_samples(data)
-    samples, weights = [], []
-    for s in real:
-        samples.append(s)
-        log["data"].append({"name": s.name, "source": s.source, "role": "train", "shape": list(s.hu.shape)})
-    phantoms = []
-    kinds = [k for k in args.kinds.split(",") if k]
-    for kind in kinds:
-        for n in range(args.phantoms_per_kind):
-            seed = args.phantom_seed_base + n
-            t0 = time.time()
-            try:
-                s = seg_data.phantom_sample(kind, seed, *seg_data.phantom_spacing(seed))
-            except Exception as exc:  # a kind the generator does not have yet
-                print(f"  phantom {kind} seed {seed}: skipped ({type(exc).__name__}: {exc})", flush=True)
-                break
-            phantoms.append(s)
-            log["data"].append({"name": s.name, "source": s.source, "role": "train", "shape": list(s.hu.shape)})
-            print(f"  {s.name}: {s.hu.shape} in {time.time() - t0:.1f} s", flush=True)
-    n_real = sum(s.ch.size for s in real)
-    for s in real:
-        weights.append(args.real_fraction * s.ch.size / n_real if phantoms else 1.0)
-    for s in phantoms:
-        samples.append(s)
-        weights.append((1.0 - args.real_fraction) / len(phantoms))
-
-    # validation: one phantom per kind (seed never used for training or benchmark) + real hold-out
-    val = []
-    for kind in kinds:
-        try:
-            s = seg_data.phantom_sample(kind, args.val_phantom_seed)
-        except Exception:
-            continue
-        val.append(s)
-        log["data"].append({"name": s.name, "source": s.source, "role": "validation", "shape": list(s.hu.shape)})
-    ct, ch = seg_data.totalseg_volumes(data)
-    hu, c, grid = seg_data.to_model_grid(ct, ch)
-    # hold-out voxels of the model grid: their source slice index k is within HOLDOUT_K
-    kk = np.indices(hu.shape).reshape(3, -1).T
-    k_src = (np.c_[kk, np.ones(len(kk))] @ (np.linalg.inv(ct.affine) @ grid.affine).T)[:, 0].reshape(hu.shape)
-    mask = (k_src >= seg_data.HOLDOUT_K[0]) & (k_src <= seg_data.HOLDOUT_K[1] - 1)
-    val.append(seg_data.Sample("totalseg_example_ct_holdout", f"example_ct.nii.gz slices {seg_data.HOLDOUT_K[0]}-"
-                               f"{seg_data.HOLDOUT_K[1] - 1} (Dice on those voxels; whole scan as input)", hu, c,
-                               grid, extra={"mask": mask}))
-    log["data"].append({"name": val[-1].name, "source": val[-1].source, "role": "validation (real hold-out)"})
-
     blood = [C.channel_of(n) for n in C.BLOOD]
     organs = [C.channel_of(n) for n in ("liver", "spleen", "kidney_left", "kidney_right")]
-    sampler = Sampler(samples, weights, args.patch, rng, blood, organs)
-    net = UNet(**{k: v for k, v in NET.items() if k != "_target_"}, out_channels=n_classes)
+    sampler = Sampler(samples, weights, args.patch, args.seed, device, blood, organs)
+    net = UNet(**{k: v for k, v in NET.items() if k != "_target_"}, out_channels=n_classes).to(device)
     if args.init:
         net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
         print(f"initialised from {args.init}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-5)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     roi = (args.patch,) * 3
+    log["device"] = device_name(device)
     prep_s = time.time() - t_start
     print(f"data ready in {prep_s:.0f} s: {len(real)} real, {len(phantoms)} phantom training volumes, "
-          f"{len(val)} validation", flush=True)
+          f"{len(val)} validation; training on {log['device']}", flush=True)
 
     max_steps = args.max_steps
-    budget_s = args.max_minutes * 60.0
     timed = max_steps == 0  # wall-clock mode: the schedule follows elapsed time and the run stops on time
     step = 0
     t_train = time.time()
-    train_budget = max(60.0, budget_s - (t_train - t_start))
+    train_budget = max(60.0, args.max_minutes * 60.0 - (t_train - t_start))
     losses = []
     while True:
         elapsed = time.time() - t_train
@@ -295,28 +357,34 @@ def main(argv=None):
             gparam["lr"] = lr
         x, y = sampler.batch(args.batch)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x), y)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            out = net(x)
+        loss = loss_fn(out.float(), y)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())
         step += 1
-        if step % 10 == 0:
-            log["curve"].append({"step": step, "loss": round(float(np.mean(losses[-10:])), 4), "lr": lr,
+        if step % args.log_every == 0:
+            mean_loss = float(torch.stack(losses[-args.log_every:]).mean())
+            log["curve"].append({"step": step, "loss": round(mean_loss, 4), "lr": lr,
                                  "elapsed_s": round(time.time() - t_start, 1)})
-            print(f"step {step} ({progress:.0%}) loss {np.mean(losses[-10:]):.4f} lr {lr:.2e} "
-                  f"{time.time() - t_start:.0f} s", flush=True)
+            print(f"step {step} ({progress:.0%}) loss {mean_loss:.4f} lr {lr:.2e} {time.time() - t_start:.0f} s",
+                  flush=True)
+            losses = losses[-args.log_every:]
         if step % args.val_every == 0:
-            v = evaluate(net, val, roi, names)
+            v = evaluate(net, val, roi, names, device)
             mean = {k: round(float(np.mean(list(d.values()))), 4) if d else None for k, d in v.items()}
             log["validation"].append({"step": step, "mean_dice": mean, "dice": v,
                                       "elapsed_s": round(time.time() - t_start, 1)})
             print(f"  validation @ {step}: {mean}", flush=True)
             write_bundle(args, net, names, log, final=False)
-    v = evaluate(net, val, roi, names)
+    v = evaluate(net, val, roi, names, device)
     log["validation"].append({"step": step, "mean_dice": {k: round(float(np.mean(list(d.values()))), 4) if d else None
                                                           for k, d in v.items()}, "dice": v,
                               "elapsed_s": round(time.time() - t_start, 1)})
     print(f"  final validation @ {step}: {log['validation'][-1]['mean_dice']}", flush=True)
+    for name, d in v.items():
+        print(f"    {name}: " + ", ".join(f"{k} {x:.3f}" for k, x in d.items()), flush=True)
     log["train_seconds"] = round(time.time() - t_train, 1)
     log["total_seconds"] = round(time.time() - t_start, 1)
     log["steps"] = step
@@ -338,21 +406,23 @@ def write_bundle(args, net, names, log, *, final):
     (out / "docs").mkdir(parents=True, exist_ok=True)
     wpath = out / "models" / "model.pt"
     tmp = wpath.with_suffix(".tmp")
-    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, tmp)
+    torch.save({k: v.detach().float().cpu().clone() for k, v in net.state_dict().items()}, tmp)
     tmp.replace(wpath)
     digest = hashlib.sha256(wpath.read_bytes()).hexdigest()
     n = len(names)
     netdef = dict(NET, out_channels=n)
     meta = {
         "name": BUNDLE_NAME,
-        "version": "0.1.0",
-        "changelog": {"0.1.0": "first model: phantoms + TotalSegmentator example CT, CPU-trained"},
+        "version": "0.2.0",
+        "changelog": {"0.2.0": "single-stage run from random weights, GPU-side augmentation, far more steps",
+                      "0.1.0": "first model: phantoms + TotalSegmentator example CT, CPU-trained in three stages"},
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": np.__version__,
         "optional_packages_version": {},
         "task": "Multi-structure segmentation of CT (abdomen, pelvis, thorax/heart, head) for surgical planning",
-        "description": "A 3D UNet (MONAI) trained on CPU on synthetic surgtwin phantoms and one real labelled CT; "
+        "description": f"A 3D UNet (MONAI) trained on {log.get('device', 'CPU')} on synthetic surgtwin phantoms and one real "
+                       "labelled CT; "
                        "segments 30 structures at 3 mm. See docs/README.md.",
         "authors": "surgtwin developers",
         "copyright": "Copyright (c) surgtwin developers",
@@ -381,7 +451,8 @@ def write_bundle(args, net, names, log, *, final):
             "labels": C.label_entries(),
             "postprocess": {"single_component": list(C.SINGLE_COMPONENT), "fill_holes": list(C.FILL_HOLES)},
             "weights_sha256": digest,
-            "training_steps": len(log["curve"]) * 10,
+            "training_steps": log.get("steps") or (log["curve"][-1]["step"] if log["curve"] else 0),
+            "trained_on": log.get("device", ""),
         },
     }
     if log["validation"]:
@@ -412,14 +483,19 @@ def write_training_md(out, log, final, stage):
     lines = [f"# Training record: {stage}", "", f"Status: {'finished' if final else 'in progress'}.", ""]
     steps = log.get("steps") or (log["curve"][-1]["step"] if log["curve"] else 0)
     a = log["args"]
+    dev = log.get("device", "CPU")
     cmd = (f".venv/bin/python scripts/train_segmentation.py --seed {a['seed']} --max-steps {steps} "
            f"--phantoms-per-kind {a['phantoms_per_kind']} --patch {a['patch']} --batch {a['batch']} "
-           f"--lr {a['lr']} --kinds {a['kinds']} --threads {a['threads']} --real-fraction {a['real_fraction']} "
-           f"--stage {stage}" + (f" --init {a['init']}" if a.get("init") else ""))
+           f"--lr {a['lr']} --kinds {a['kinds']} --real-fraction {a['real_fraction']} --device {a['device']} "
+           f"--threads {a['threads']} --workers {a['workers']} --stage {stage}"
+           + (f" --init {a['init']}" if a.get("init") else ""))
+    timed = a["max_steps"] == 0
     lines += ["Command as run: `" + " ".join(["scripts/train_segmentation.py", *log["argv"]]) + "`", "",
-              f"Rerun with the same step count, deterministic (step-based cosine schedule; this run's schedule "
-              f"followed the wall clock{'' if a['max_steps'] == 0 else ' — no: this run was step-based, the rerun is exact'}): `{cmd}`", "",
-              f"Machine: {platform.processor() or platform.machine()}, {a['threads']} torch threads, CPU only.", ""]
+              ("This run's cosine schedule followed the wall clock (`--max-minutes`); the step-based rerun with "
+               "the same step count: " if timed else "Step-based run; to rerun: ") + f"`{cmd}`. Seeded: same data, "
+              "order and augmentation; bit-identical weights only on CPU with the same library versions "
+              "(GPU kernels are not bitwise deterministic).", "",
+              f"Machine: {dev}" + (f", {a['threads']} torch threads" if dev.startswith("CPU") else "") + ".", ""]
     if final:
         lines += [f"Steps: {log['steps']}; training {log['train_seconds']:.0f} s; total {log['total_seconds']:.0f} s.", ""]
     lines += ["## Data", "", "| name | role | source |", "|---|---|---|"]

@@ -39,6 +39,10 @@ VALUE_RANGE = (-1.0, 1.0)
 NET = {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "channels": [16, 32, 64, 128, 256],
        "strides": [2, 2, 2, 2], "num_res_units": 0, "norm": "instance"}
 KINDS = ("abdomen-pelvis", "cardiac-cta", "head")
+#: median HU drawn per patch: (native low, native high, enhanced low, enhanced high); real non-contrast CT
+#: (TotalSegmentator's example: liver 46, spleen 35, kidneys 17) must be inside the native range
+ORGAN_HU = {"liver": (40, 70, 80, 170), "spleen": (30, 55, 90, 200), "kidney_left": (12, 40, 120, 280),
+            "kidney_right": (12, 40, 120, 280)}
 
 
 def parse(argv=None):
@@ -110,8 +114,8 @@ class Sampler:
 
     Per patch: a volume (weighted), a centre (80 % inside a random structure), rotation up to 12 degrees,
     isotropic x anisotropic scale (0.85-1.2 x 0.95-1.05: spacing), trilinear HU / nearest labels; then
-    contrast level of the blood pool (25-500 HU), organ enhancement shift, HU scale/offset, thick-slice /
-    soft-kernel blur, noise. All random numbers come from one NumPy generator and one torch generator,
+    contrast phase (native or enhanced levels of the blood pool, liver, spleen, kidneys: ORGAN_HU), HU
+    scale/offset, thick-slice / soft-kernel blur, noise. All random numbers come from one NumPy generator and one torch generator,
     both seeded.
     """
 
@@ -169,15 +173,19 @@ class Sampler:
         g = (self.u @ mt + tt).flip(-1).view(1, self.patch, self.patch, self.patch, 3)
         hu = F.grid_sample(self.t_hu[i], g, mode="bilinear", padding_mode="zeros", align_corners=True) - 1024.0
         ch = F.grid_sample(self.t_ch[i], g, mode="nearest", padding_mode="zeros", align_corners=True)
-        # contrast level: blood pool to a random enhancement, organs shifted
-        if rng.random() < 0.6:
+        # contrast phase: blood pool and enhancing organs moved to levels of a native (non-contrast) or an
+        # enhanced scan; each structure keeps its own texture, only its median moves
+        if rng.random() < 0.75:
+            native = rng.random() < 0.4
+            targets = [rng.uniform(*(lv[:2] if native else lv[2:])) for lv in ORGAN_HU.values()]
+            blood_target = rng.uniform(30, 60) if native else rng.uniform(80, 500)
             mb = torch.isin(ch, self.blood)
-            target = rng.uniform(25, 500)
             if bool(mb.any()):
-                hu = torch.where(mb, hu + (target - hu[mb].median()), hu)
-        if rng.random() < 0.4:
-            for c in self.organs:
-                hu = hu + (ch == c) * float(rng.uniform(-30, 60))
+                hu = torch.where(mb, hu + (blood_target - hu[mb].median()), hu)
+            for c, target in zip(self.organs, targets, strict=True):
+                m = ch == c
+                if bool(m.any()):
+                    hu = torch.where(m, hu + (target - hu[m].median()), hu)
         hu = hu * float(rng.uniform(0.92, 1.08)) + float(rng.uniform(-25, 25))
         # thick slices / soft kernels (the S axis is array axis 2 on the RAS model grid)
         if rng.random() < 0.3:
@@ -320,7 +328,7 @@ def main(argv=None):
     names = list(C.CLASS_NAMES)
     n_classes = len(names)
     blood = [C.channel_of(n) for n in C.BLOOD]
-    organs = [C.channel_of(n) for n in ("liver", "spleen", "kidney_left", "kidney_right")]
+    organs = [C.channel_of(n) for n in ORGAN_HU]
     sampler = Sampler(samples, weights, args.patch, args.seed, device, blood, organs)
     net = UNet(**{k: v for k, v in NET.items() if k != "_target_"}, out_channels=n_classes).to(device)
     if args.init:

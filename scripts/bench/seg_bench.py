@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench/seg_bench.py [--bundle DIR] [--seeds 9000 9001 9002 9003 9004]
 
 1. Dice per structure on phantoms of every kind generated with seeds never used in training
-   (training uses 1000-1007, validation 500), at 2.5 mm (the model works at 3 mm).
+   (training uses 1000-1019, validation 500), at 2.5 mm (the model works at 3 mm).
 2. Dice per structure on real CT never trained on: the hold-out slices 70-87 of TotalSegmentator's
    example_ct (whole scan as input; and the slab alone as input), tptbox's lumbar spine CT
    (vertebrae) and slicerio's CTChest4 (vertebrae, ribs, lungs).

@@ -162,13 +162,77 @@ def segmentation_available() -> bool:
     return seg is not None and hasattr(seg, "segment")
 
 
-def segment(volume, *, method="classical", progress=None, cancel=None):
-    """Label map of ``volume`` from ``surgtwin.core.segmentation`` (model or classical fallback)."""
+def segment(volume, *, method="classical", bundle=None, progress=None, cancel=None):
+    """Segment ``volume`` with ``surgtwin.core.segmentation``: ``method="model"`` (``bundle``: a bundle
+    folder or loaded ``Bundle``; None = the bundled model) or ``"classical"`` (no model).
+
+    Returns core's ``SegmentationResult``: ``.labels`` (LabelMap on the input grid) and
+    ``.structures`` (volume_ml and, for a model, confidence per structure), ``.method``, ``.model``.
+    """
     seg = _optional("surgtwin.core.segmentation")
     if seg is None or not hasattr(seg, "segment"):
         raise SurgtwinError("segmentation is not available yet in this build",
                             hint="open a sample case (it ships reference labels) or load a label file")
-    return seg.segment(volume, method=method, progress=progress, cancel=cancel)
+    return seg.segment(volume, method=method, bundle=bundle, progress=progress, cancel=cancel)
+
+
+def bundled_model_dir() -> Path | None:
+    """The folder of the model bundle shipped with surgtwin (None without segmentation in this build)."""
+    seg = _optional("surgtwin.core.segmentation")
+    if seg is None or not hasattr(seg, "default_bundle_dir"):
+        return None
+    return Path(seg.default_bundle_dir())
+
+
+def bundled_model_available() -> bool:
+    """True when the bundled model's metadata and weights are on disk (they are verified when used)."""
+    folder = bundled_model_dir()
+    if folder is None or not (folder / "configs" / "metadata.json").is_file():
+        return False
+    return any((folder / "models" / w).is_file() for w in ("model.pt", "model.safetensors"))
+
+
+def check_bundle(folder, *, progress=None, cancel=None):
+    """Validate a (hospital's) MONAI bundle folder the way segmentation will use it: read its configs,
+    build the network and load the weights after checking their sha256. Returns the loaded ``Bundle``.
+
+    Any refusal is a ``SurgtwinError`` whose path is ``folder`` and whose reason says what is wrong.
+    """
+    from surgtwin.core.progress import Cancelled
+
+    folder = Path(folder)
+    seg = _optional("surgtwin.core.segmentation")
+    if seg is None or not hasattr(seg, "load_bundle"):
+        raise SurgtwinError("segmentation is not available yet in this build", path=folder)
+
+    def refuse(reason: str, where=None, hint=None):
+        if where is not None and Path(where) != folder:
+            try:
+                where = Path(where).relative_to(folder)
+            except ValueError:
+                pass
+            reason = f"{reason} ({where})"
+        return SurgtwinError(f"not a usable MONAI bundle: {reason}", path=folder,
+                             hint=hint or "choose the folder that holds configs/ and models/ of a CT bundle")
+
+    report(progress, 0.05, "reading the bundle's configs")
+    try:
+        bundle = seg.load_bundle(folder)
+    except SurgtwinError as exc:
+        raise refuse(exc.reason, exc.path, exc.hint) from None
+    check(cancel)
+    report(progress, 0.3, "checking the weights (sha256) and building the network")
+    try:
+        bundle.build_network("cpu")
+    except SurgtwinError as exc:
+        raise refuse(exc.reason, exc.path, exc.hint) from None
+    except Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a hospital's network_def can fail in MONAI in many ways
+        raise refuse(f"its network could not be built ({type(exc).__name__}: {str(exc)[:200]})",
+                     folder / "configs" / "inference.json") from None
+    report(progress, 1.0, f"{bundle.name} {bundle.version}")
+    return bundle
 
 
 #: triangle budget for a whole case's display meshes (the 3D view); export keeps full resolution

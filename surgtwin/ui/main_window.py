@@ -21,6 +21,7 @@ from surgtwin.services.session import Session
 from surgtwin.ui.dialogs import NOT_FOR_CLINICAL_USE, about_box, error_box
 from surgtwin.ui.editing import LabelEditor
 from surgtwin.ui.job_runner import JobRunner
+from surgtwin.ui.segmentation_choice import METHOD_TEXT, SegmentationChoice
 from surgtwin.ui.settings import add_recent, app_settings, recent_files
 from surgtwin.ui.tool_state import ToolState
 from surgtwin.ui.views import LAYOUTS, ViewArea
@@ -42,6 +43,7 @@ class MainWindow(QMainWindow):
         self.editor = LabelEditor(self.session, self.tools, self)
         self.jobs = JobRunner(self, self)
         self.last_dialog = None
+        self.last_segmentation = None  # core's SegmentationResult of the last Segment (structures, method)
         self._pending3d: list = []
         self._dirty_values: set[int] = set()
         self.views = ViewArea(self.session, self.tools, self.editor, self)
@@ -126,8 +128,8 @@ class MainWindow(QMainWindow):
         e.addSeparator()
         self.tool_actions = {}
         group = QActionGroup(self)
-        from surgtwin.ui.tools_panel import SHORTCUTS
         from surgtwin.ui.tool_state import TOOLS
+        from surgtwin.ui.tools_panel import SHORTCUTS
 
         for key, tip in TOOLS.items():
             a = self._act(key.title(), lambda _=False, k=key: self.tools.set(tool=k), SHORTCUTS[key], checkable=True,
@@ -166,12 +168,16 @@ class MainWindow(QMainWindow):
             v.addAction(dock.toggleViewAction())
 
         p = mb.addMenu("&Pipeline")
-        self.act_segment = self._act("&Segment", self.segment, "Ctrl+G",
-                                     tip="Label the organs (bundled model, or the classical fallback)")
+        self.seg_choice = SegmentationChoice(self, self.settings)
+        self.act_segment = self._act("&Segment", lambda _=False: self.segment(), "Ctrl+G")
+        self.seg_choice.changed.connect(self._update_segment_tip)
+        self._update_segment_tip()
         self.act_meshes = self._act("Build &meshes", self.build_meshes, "Ctrl+M", tip="Surface meshes of the structures")
         self.act_stats = self._act("Structure &statistics", self.compute_stats, "Ctrl+I")
         self.act_cancel = self._act("&Cancel running job", self.jobs.cancel, "Esc")
-        for a in (self.act_segment, self.act_meshes, self.act_stats, self.act_cancel):
+        p.addAction(self.act_segment)
+        p.addMenu(self.seg_choice.menu)
+        for a in (self.act_meshes, self.act_stats, self.act_cancel):
             p.addAction(a)
 
         h = mb.addMenu("&Help")
@@ -189,8 +195,13 @@ class MainWindow(QMainWindow):
         for a in (self.act_open_folder, self.act_open_file):
             tb.addAction(a)
         tb.addSeparator()
-        for a in (self.act_segment, self.act_meshes):
-            tb.addAction(a)
+        self.segment_button = QToolButton(self)
+        self.segment_button.setObjectName("segmentButton")
+        self.segment_button.setDefaultAction(self.act_segment)
+        self.segment_button.setMenu(self.seg_choice.menu)  # the arrow picks the method, the button runs it
+        self.segment_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        tb.addWidget(self.segment_button)
+        tb.addAction(self.act_meshes)
         tb.addSeparator()
         for a in (self.act_undo, self.act_redo):
             tb.addAction(a)
@@ -202,7 +213,7 @@ class MainWindow(QMainWindow):
             b.clicked.connect(self.preset_actions[name].trigger)
             tb.addWidget(b)
         tb.addSeparator()
-        for key, a in self.layout_actions.items():
+        for a in self.layout_actions.values():
             b = QToolButton(self)
             b.setDefaultAction(a)
             tb.addWidget(b)
@@ -214,6 +225,11 @@ class MainWindow(QMainWindow):
         self.cursor_label.setMinimumWidth(420)
         sb.addWidget(self.cursor_label, 1)
         sb.addPermanentWidget(self.jobs.widget)
+        self.seg_info = QLabel("")  # how the labels on screen were made (method / model), until the image changes
+        self.seg_info.setObjectName("segmentationInfo")
+        self.seg_info.setStyleSheet("color: #8891a5;")
+        sb.addPermanentWidget(self.seg_info)
+        self.session.volume_changed.connect(lambda *_: self._set_seg_info(None))
         warn = QLabel(NOT_FOR_CLINICAL_USE)
         warn.setObjectName("notClinical")
         sb.addPermanentWidget(warn)
@@ -301,7 +317,21 @@ class MainWindow(QMainWindow):
             return False
         return True
 
-    def segment(self, method: str = "classical") -> None:
+    def _update_segment_tip(self, *_) -> None:
+        tip = f"Label the organs with the {self.seg_choice.describe()} (choose the method with the arrow)"
+        self.act_segment.setToolTip(tip)
+        self.act_segment.setStatusTip(tip)
+
+    def segment(self, method: str | None = None) -> None:
+        """Run segmentation with ``method`` ("bundled", "hospital", "classical"; "model" = bundled),
+        choosing it first; None = the current choice (Pipeline → Segmentation method)."""
+        if method is not None:
+            key = {"model": "bundled"}.get(method, method)
+            if key not in METHOD_TEXT:
+                raise ValueError(f"unknown segmentation method {method!r}")
+            self.seg_choice.set_method(key)
+            if self.seg_choice.method != key:  # e.g. a hospital bundle still to be chosen
+                return
         if not self._need_volume():
             return
         if not pipeline.segmentation_available():
@@ -312,12 +342,48 @@ class MainWindow(QMainWindow):
             self.last_dialog.setObjectName("notAvailable")
             self.last_dialog.show()
             return
-        self.jobs.run("Segmenting", pipeline.segment, self.session.volume, method=method,
-                      on_done=self._segmented)
+        used = self.seg_choice.describe()
+        self.jobs.run("Segmenting", pipeline.segment, self.session.volume, **self.seg_choice.segment_kwargs(),
+                      on_done=lambda result: self._segmented(result, used))
 
-    def _segmented(self, labels) -> None:
+    def _segmented(self, result, used: str = "") -> None:
+        """Show a segmentation: ``result`` is core's SegmentationResult (or a bare LabelMap)."""
+        structures = getattr(result, "structures", None)
+        labels = result.labels if structures is not None else result
+        self.last_segmentation = result if structures is not None else None
         self.session.set_labels(labels)
+        model = getattr(result, "model", None)
+        if model and used.startswith("bundled model"):
+            used = f"bundled model {model}"
+        elif model and model not in used:
+            used = f"{used}, {model}"
+        msg = f"Segmented with the {used}" if used else "Segmented"
+        if structures is not None:
+            msg += f": {len(structures)} structures"
+            rated = [s for s in structures if s.confidence is not None]
+            if rated:
+                low = min(rated, key=lambda s: s.confidence)
+                msg += f"; lowest confidence {low.name.replace('_', ' ')} {low.confidence:.2f}"
+            warnings = list(getattr(result, "warnings", []) or [])
+            if warnings:
+                msg += f"; {'; '.join(warnings)}"
+        msg += " — planning aid, not for clinical use"
+        self.statusBar().showMessage(msg, 15000)
+        self._set_seg_info(result if structures is not None else None, used)
         self.build_meshes()
+
+    def _set_seg_info(self, result, used: str = "") -> None:
+        """The status-bar note of how the labels were made, with each structure's ml and confidence."""
+        if not used:
+            self.seg_info.setText("")
+            self.seg_info.setToolTip("")
+            return
+        self.seg_info.setText(f"Labels: {used.split(' (')[0]}")
+        lines = [f"Segmented with the {used}. Planning aid, not for clinical use."]
+        for s in getattr(result, "structures", None) or []:
+            conf = "" if s.confidence is None else f", confidence {s.confidence:.2f}"
+            lines.append(f"{s.name.replace('_', ' ')}: {s.volume_ml:.1f} ml{conf}")
+        self.seg_info.setToolTip("\n".join(lines))
 
     def _labels_snapshot(self):
         from dataclasses import replace

@@ -285,3 +285,27 @@ def test_display_meshes_are_decimated_full_meshes_are_not():
     n_full, n_shown = len(full["liver"].faces), len(shown["liver"].faces)
     assert n_full > pipeline.MIN_TRIANGLES_PER_STRUCTURE  # else the budget would not apply
     assert 0.3 * pipeline.MIN_TRIANGLES_PER_STRUCTURE < n_shown <= pipeline.MIN_TRIANGLES_PER_STRUCTURE * 1.05 < n_full
+
+
+def test_pipeline_segment_classical_returns_the_full_result(case):
+    from surgtwin.services import pipeline
+
+    vol, _ = case
+    res = pipeline.segment(vol, method="classical", bundle=None)
+    assert res.method == "classical"
+    assert res.labels.shape == vol.shape and np.allclose(res.labels.affine, vol.affine)
+    assert res.structures and all(s.volume_ml > 0 and s.confidence is None for s in res.structures)
+
+
+def test_check_bundle_refuses_a_folder_that_is_not_a_bundle_naming_it(tmp_path):
+    from surgtwin.services import pipeline
+
+    folder = tmp_path / "hospital_model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"\0" * 16)
+    with pytest.raises(SurgtwinError) as info:
+        pipeline.check_bundle(folder)
+    assert info.value.path == str(folder)
+    assert "not a usable MONAI bundle" in info.value.reason and "metadata.json" in info.value.reason
+    with pytest.raises(SurgtwinError, match="not a usable MONAI bundle"):
+        pipeline.check_bundle(tmp_path / "missing")

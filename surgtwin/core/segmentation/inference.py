@@ -159,6 +159,36 @@ def postprocess(channels: np.ndarray, names, *, single_component=(), fill_holes=
     return out
 
 
+def _axis_map(grid: Volume, source: Volume):
+    """When every source axis runs along one model axis (the usual case: both grids axis-aligned),
+    ``(perm, scale, offset)`` with model index[r] = scale[r] * source index[perm[r]] + offset[r]; else None."""
+    m = np.linalg.inv(grid.affine) @ source.affine
+    a = np.abs(m[:3, :3])
+    perm = np.argmax(a, axis=1)
+    if sorted(perm.tolist()) != [0, 1, 2]:
+        return None
+    off_axis = a.copy()
+    off_axis[np.arange(3), perm] = 0.0
+    if off_axis.max() > 1e-6 * max(1.0, a.max()):
+        return None
+    return perm, m[np.arange(3), perm], m[:3, 3]
+
+
+def _nearest_separable(arr: np.ndarray, amap, source_shape) -> np.ndarray:
+    """``arr`` (model grid) sampled at each source voxel's nearest model voxel, 0 outside; per-axis indices."""
+    perm, scale, offset = amap
+    inv = np.argsort(perm)  # source axis c runs along model axis inv[c]
+    # the (small) model array with its axes in source order, plus a zero border for "outside"
+    padded = np.ascontiguousarray(np.pad(arr, 1).transpose(inv))
+    idx = []
+    for c in range(3):
+        r = inv[c]
+        q = scale[r] * np.arange(source_shape[c]) + offset[r]
+        n = np.floor(q + 0.5).astype(np.int64)
+        idx.append(np.where((n >= 0) & (n < arr.shape[r]), n + 1, 0))
+    return padded[np.ix_(*idx)]
+
+
 def to_source(
     channels: np.ndarray,
     probs,
@@ -174,15 +204,23 @@ def to_source(
     Every source voxel first takes its nearest model voxel's label. Where the 2x2x2 model cell around
     a source voxel mixes labels, the label is the argmax of the trilinearly interpolated
     probabilities instead (smooth boundaries below the model's voxel size). Works in slabs of source
-    slices so that memory stays bounded on large scans.
+    slices so that memory stays bounded on large scans. Axis-aligned grids (the usual case) take a
+    separable path (per-axis index arrays); oblique ones go through SimpleITK's resampler.
     """
     from scipy import ndimage
 
     from surgtwin.core.geometry import resample_to
 
+    lab_dtype = np.uint8 if channels.max() < 256 else np.uint16
+    amap = _axis_map(grid, source)
     empty = source.with_array(np.zeros(source.shape, np.uint8))
-    lab_grid = grid.with_array(channels.astype(np.uint8 if channels.max() < 256 else np.uint16))
-    nearest = resample_to(lab_grid, empty, interpolation="nearest", default_value=0).array
+
+    def nearest_of(arr):
+        if amap is not None:
+            return _nearest_separable(arr, amap, source.shape)
+        return resample_to(grid.with_array(arr), empty, interpolation="nearest", default_value=0).array
+
+    nearest = nearest_of(channels.astype(lab_dtype))
     if not refine or probs is None or min(grid.shape) < 2:
         return nearest
     import torch
@@ -190,8 +228,7 @@ def to_source(
     edge = ndimage.maximum_filter(channels, size=3) != ndimage.minimum_filter(channels, size=3)
     if not edge.any():
         return nearest
-    edge_src = resample_to(grid.with_array(edge.astype(np.uint8)), empty, interpolation="nearest",
-                           default_value=0).array
+    edge_src = nearest_of(edge.astype(np.uint8))
     # mixed[c] : the 8 corners of model cell c (corner = lowest index) do not all agree
     c = channels
     d, h, w = c.shape
@@ -205,15 +242,27 @@ def to_source(
     hi = np.asarray(grid.shape) - 2
     strides = np.array([h * w, w, 1], dtype=np.int64)
     offsets = [(a, b, e) for a in (0, 1) for b in (0, 1) for e in (0, 1)]
+    if amap is not None:  # per-axis cell corner and fraction, looked up per point
+        perm, scale, offset = amap
+        base1d, frac1d = [], []
+        for r in range(3):
+            q = scale[r] * np.arange(source.shape[perm[r]]) + offset[r]
+            bse = np.clip(np.floor(q).astype(np.int64), 0, hi[r])
+            base1d.append(bse)
+            frac1d.append(np.clip(q - bse, 0.0, 1.0).astype(np.float32))
     for k0 in range(0, source.shape[0], slab):
         check(cancel)
         pts = np.argwhere(edge_src[k0:k0 + slab])
         if len(pts) == 0:
             continue
         pts[:, 0] += k0
-        q = pts @ m[:3, :3].T + m[:3, 3]
-        base = np.clip(np.floor(q).astype(np.int64), 0, hi)
-        frac = np.clip(q - base, 0.0, 1.0)
+        if amap is not None:
+            base = np.stack([base1d[r][pts[:, perm[r]]] for r in range(3)], axis=1)
+            frac = np.stack([frac1d[r][pts[:, perm[r]]] for r in range(3)], axis=1)
+        else:
+            q = pts @ m[:3, :3].T + m[:3, 3]
+            base = np.clip(np.floor(q).astype(np.int64), 0, hi)
+            frac = np.clip(q - base, 0.0, 1.0).astype(np.float32)
         sel = mixed[base[:, 0], base[:, 1], base[:, 2]]
         if not sel.any():
             continue
@@ -225,7 +274,7 @@ def to_source(
                 wgt = (frac[:, 0] if a else 1 - frac[:, 0]) * (frac[:, 1] if b else 1 - frac[:, 1]) * (
                     frac[:, 2] if e else 1 - frac[:, 2])
                 rows = table.index_select(0, torch.from_numpy(flat + a * strides[0] + b * strides[1] + e))
-                term = rows * torch.from_numpy(wgt.astype(np.float32))[:, None]
+                term = rows.mul_(torch.from_numpy(wgt)[:, None])
                 acc = term if acc is None else acc.add_(term)
             lab = acc.argmax(dim=1).numpy().astype(nearest.dtype)
         nearest[pts[:, 0], pts[:, 1], pts[:, 2]] = lab

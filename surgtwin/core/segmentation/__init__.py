@@ -79,7 +79,11 @@ def default_bundle_dir() -> Path:
 
 
 def structure_reports(labels: LabelMap, confidences: dict[int, float] | None = None) -> list[StructureReport]:
-    counts = np.bincount(labels.array.ravel().astype(np.int64), minlength=max((lab.value for lab in labels.labels), default=0) + 1)
+    flat = labels.array.ravel()
+    n_bins = max(max((lab.value for lab in labels.labels), default=0) + 1, int(flat.max(initial=0)) + 1)
+    counts = np.zeros(n_bins, np.int64)
+    for i in range(0, flat.size, 1 << 22):  # in chunks: no whole-volume int64 copy (630 MB at 512x512x300)
+        counts += np.bincount(flat[i:i + (1 << 22)], minlength=n_bins)
     out = []
     for lab in labels.labels:
         n = int(counts[lab.value]) if lab.value < len(counts) else 0
@@ -129,9 +133,9 @@ def segment(
     out = run_model(volume, b, device=device, progress=progress, cancel=cancel, **options)
     report(progress, 0.97, "measuring structures")
     lut = b.channel_values
-    values = lut[out.channels_source]
-    dtype = np.uint8 if values.max(initial=0) < 256 else np.uint16
-    labels = LabelMap(values.astype(dtype), volume.affine.copy(), frame_of_reference_uid=volume.frame_of_reference_uid,
+    dtype = np.uint8 if lut.max(initial=0) < 256 else np.uint16
+    values = lut.astype(dtype)[out.channels_source]
+    labels = LabelMap(values, volume.affine.copy(), frame_of_reference_uid=volume.frame_of_reference_uid,
                       modality="SEG", metadata={"source": "surgtwin segmentation", "model": b.name}, labels=b.labels)
     conf = {}
     probs = out.probs_grid

@@ -97,10 +97,13 @@ def predict_probabilities(
 
     total = max(1, math.ceil(count_windows(image.shape, roi_size, overlap) / sw_batch_size))
     done = [0]
+    # channels-last (NDHWC) lets oneDNN run the 3D (transposed) convolutions: ~3x faster on CPU
+    fmt = torch.channels_last_3d if torch.device(device).type == "cpu" else torch.contiguous_format
+    net = net.to(memory_format=fmt)
 
     def predictor(x):
         check(cancel)
-        y = net(x)
+        y = net(x.contiguous(memory_format=fmt))
         done[0] += 1
         report(progress, done[0] / total, f"network: window batch {done[0]}/{total}")
         return y

@@ -132,3 +132,14 @@ def test_axcodes():
     np.testing.assert_array_equal(axcodes_directions("RAS"), np.diag([-1.0, -1.0, 1.0]))
     with pytest.raises(SurgtwinError):
         axcodes_directions("RRS")
+
+
+def test_model_card_summary_names_the_model_and_its_limits():
+    from surgtwin.core.segmentation import default_bundle_dir, model_card
+
+    text = model_card()
+    if not (default_bundle_dir() / "configs" / "metadata.json").is_file():
+        assert text == "no segmentation model installed"
+        return
+    assert "surgtwin_ct_multiorgan" in text and "NOT FOR CLINICAL USE" in text
+    assert "docs" in text and "README.md" in text

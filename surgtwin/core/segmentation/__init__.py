@@ -78,6 +78,22 @@ def default_bundle_dir() -> Path:
     return _d()
 
 
+def model_card() -> str:
+    """A short summary of the bundled model (About boxes, ``surgtwin info``); reads its metadata only."""
+    import json
+
+    d = default_bundle_dir()
+    f = d / "configs" / "metadata.json"
+    if not f.is_file():
+        return "no segmentation model installed"
+    try:
+        m = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"the bundled model's metadata is unreadable ({f}: {exc})"
+    return (f"{m.get('name', '?')} {m.get('version', '?')}. {m.get('description', '')} "
+            f"{m.get('intended_use', '')} Model card with training data and measured Dice: {d / 'docs' / 'README.md'}")
+
+
 def structure_reports(labels: LabelMap, confidences: dict[int, float] | None = None) -> list[StructureReport]:
     flat = labels.array.ravel()
     n_bins = max(max((lab.value for lab in labels.labels), default=0) + 1, int(flat.max(initial=0)) + 1)

@@ -67,11 +67,21 @@ def test_postprocess_keeps_one_component_and_fills_holes_but_not_other_structure
     a = np.zeros((20, 20, 20), np.uint8)
     a[2:12, 2:12, 2:12] = 1
     a[5:8, 5:8, 5:8] = 0  # a hole
-    a[6, 6, 6] = 2  # a structure inside (e.g. a tumour in the liver) stays
+    a[6:8, 6:8, 6:8] = 2  # a structure inside (e.g. an 8-voxel tumour in the liver) stays
     a[15:18, 15:18, 15:18] = 1  # a stray island
     out = postprocess(a, ["bg", "liver", "tumour"], single_component=("liver",), fill_holes=("liver",))
     assert out[16, 16, 16] == 0
     assert out[5, 5, 5] == 1 and out[6, 6, 6] == 2
+
+
+def test_postprocess_removes_a_structure_that_is_only_a_speck():
+    a = np.zeros((20, 20, 20), np.uint8)
+    a[2:12, 2:12, 2:12] = 1
+    a[15, 15, 15:18] = 3  # 3 voxels of "skull" in an abdomen: not a finding
+    out = postprocess(a, ["bg", "liver", "tumour", "skull"])
+    assert not (out == 3).any() and (out == 1).sum() == 1000
+    kept = postprocess(a, ["bg", "liver", "tumour", "skull"], min_voxels=3)
+    assert (kept == 3).sum() == 3
 
 
 def test_cancel(tiny):

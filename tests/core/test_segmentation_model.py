@@ -62,6 +62,10 @@ def test_dice_on_unseen_phantom(bundle, kind, minimum):
         if d < lo:
             low[name] = round(float(d), 3)
     assert not low, f"Dice below the floor: {low}"
+    # the label table lists what was found in this scan, not everything the bundle knows
+    assert set(res.labels.labels.names()) == {s.name for s in res.structures}
+    if kind != "abdomen-pelvis":
+        assert "kidney_left" not in res.labels.labels.names()
     # report: volumes and confidences are there for every structure found
     for s in res.structures:
         assert s.volume_ml > 0 and 0.0 < s.confidence <= 1.0

@@ -20,7 +20,7 @@ import numpy as np
 
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import CancelToken, ProgressFn, report
-from surgtwin.core.types import LabelMap, Volume
+from surgtwin.core.types import LabelMap, LabelTable, Volume
 
 __all__ = ["segment", "SegmentationResult", "StructureReport", "load_bundle", "default_bundle_dir"]
 
@@ -94,12 +94,19 @@ def model_card() -> str:
             f"{m.get('intended_use', '')} Model card with training data and measured Dice: {d / 'docs' / 'README.md'}")
 
 
-def structure_reports(labels: LabelMap, confidences: dict[int, float] | None = None) -> list[StructureReport]:
-    flat = labels.array.ravel()
-    n_bins = max(max((lab.value for lab in labels.labels), default=0) + 1, int(flat.max(initial=0)) + 1)
+def _counts(array: np.ndarray, n_bins: int) -> np.ndarray:
+    """Voxels per value of a non-negative integer array, in chunks (no whole-volume int64 copy: that
+    would be 630 MB at 512 x 512 x 300)."""
+    flat = array.ravel()
+    n_bins = max(n_bins, int(flat.max(initial=0)) + 1)
     counts = np.zeros(n_bins, np.int64)
-    for i in range(0, flat.size, 1 << 22):  # in chunks: no whole-volume int64 copy (630 MB at 512x512x300)
+    for i in range(0, flat.size, 1 << 22):
         counts += np.bincount(flat[i:i + (1 << 22)], minlength=n_bins)
+    return counts
+
+
+def structure_reports(labels: LabelMap, confidences: dict[int, float] | None = None) -> list[StructureReport]:
+    counts = _counts(labels.array, max((lab.value for lab in labels.labels), default=0) + 1)
     out = []
     for lab in labels.labels:
         n = int(counts[lab.value]) if lab.value < len(counts) else 0
@@ -151,8 +158,13 @@ def segment(
     lut = b.channel_values
     dtype = np.uint8 if lut.max(initial=0) < 256 else np.uint16
     values = lut.astype(dtype)[out.channels_source]
+    # the label table lists the structures found in this scan (like a DICOM SEG's segments), not all
+    # the bundle can segment: a cardiac CT's result has no "kidney_left" entry
+    n_src = _counts(out.channels_source, b.out_channels)
+    found = {int(lut[c]) for c in np.nonzero(n_src)[0] if c}
+    found_labels = LabelTable([lab for lab in b.labels if lab.value in found])
     labels = LabelMap(values, volume.affine.copy(), frame_of_reference_uid=volume.frame_of_reference_uid,
-                      modality="SEG", metadata={"source": "surgtwin segmentation", "model": b.name}, labels=b.labels)
+                      modality="SEG", metadata={"source": "surgtwin segmentation", "model": b.name}, labels=found_labels)
     conf = {}
     probs = out.probs_grid
     for c in range(1, b.out_channels):

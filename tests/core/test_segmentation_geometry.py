@@ -89,3 +89,55 @@ def test_cancel(tiny):
     tok.cancel()
     with pytest.raises(Cancelled):
         segment(ball_ct(), bundle=tiny, cancel=tok)
+
+
+def test_single_component_keeps_a_structure_cut_in_two_by_the_field_of_view():
+    a = np.zeros((30, 20, 20), np.uint8)
+    a[2:12, 5:9, 5:9] = 1  # ascending aorta ...
+    a[16:28, 11:15, 11:15] = 1  # ... and descending aorta, the arch outside the scan
+    a[0:2, 0:2, 0:2] = 1  # a false-positive island (8 voxels, < 20 % of the largest piece)
+    out = postprocess(a, ["bg", "aorta"], single_component=("aorta",), tubular=("aorta",))
+    assert (out[2:12, 5:9, 5:9] == 1).all() and (out[16:28, 11:15, 11:15] == 1).all()
+    assert not out[0:2, 0:2, 0:2].any()
+    organ = postprocess(a, ["bg", "aorta"], single_component=("aorta",))  # a compact organ: one piece
+    assert (organ[16:28, 11:15, 11:15] == 1).all() and not organ[2:12, 5:9, 5:9].any()
+
+
+def _tube_case(lumen_hu):
+    """A 2.5 mm-radius tube along the slice axis on a 1 mm source grid, and the 3 mm model grid's view."""
+    from scipy import ndimage
+
+    from surgtwin.core.segmentation.inference import refine_contrast_vessels
+
+    shape = (30, 48, 48)
+    jj, ii = np.mgrid[0:48, 0:48]
+    disc = (jj - 23.3) ** 2 + (ii - 24.6) ** 2 <= 2.5 ** 2
+    truth = np.broadcast_to(disc, shape).copy()
+    hu = np.where(truth, lumen_hu, 40.0).astype(np.float32)
+    hu = ndimage.gaussian_filter(hu, 0.6).astype(np.int16)  # partial volume at the wall
+    src_vol = Volume(hu, np.eye(4))
+    grid = model_grid(src_vol, (3.0, 3.0, 3.0), "LPS")
+    from surgtwin.core.geometry import resample_to
+
+    hu_grid = resample_to(src_vol.with_array(hu.astype(np.float32)), grid, interpolation="linear").array
+    coarse = (resample_to(src_vol.with_array(truth.astype(np.uint8)), grid, interpolation="linear").array > 0.4)
+    ch_grid = coarse.astype(np.uint8)  # channel 1 = the vessel, as a 3 mm network would draw it
+    src = to_source(ch_grid, None, grid, src_vol, refine=False)
+    before = src.copy()
+    after = refine_contrast_vessels(src, src_vol, grid, ch_grid, hu_grid, [1])
+    return truth, before, after
+
+
+def _d(a, b):
+    return 2 * np.sum(a & b) / (a.sum() + b.sum())
+
+
+def test_contrast_vessel_refinement_follows_the_lumen_below_the_model_voxel():
+    truth, before, after = _tube_case(350.0)
+    d0, d1 = _d(before == 1, truth), _d(after == 1, truth)
+    assert d1 > d0 + 0.05 and d1 > 0.85, (d0, d1)
+
+
+def test_contrast_vessel_refinement_leaves_a_non_contrast_scan_alone():
+    truth, before, after = _tube_case(60.0)  # lumen 20 HU above the tissue: no contrast
+    np.testing.assert_array_equal(before, after)

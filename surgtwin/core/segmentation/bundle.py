@@ -85,6 +85,10 @@ class Bundle:
     weights_sha256: str
     single_component: tuple[str, ...] = ()
     fill_holes: tuple[str, ...] = ()
+    #: contrast-filled vessels whose boundary is refined at the source resolution (surgtwin bundles only)
+    contrast_vessels: tuple[str, ...] = ()
+    #: single-component structures that a field of view may cut into pieces (vessels)
+    tubular: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -400,6 +404,8 @@ def load_bundle(path: str | Path) -> Bundle:
         weights_sha256=str(digest),
         single_component=tuple(pp.get("single_component", ())),
         fill_holes=tuple(pp.get("fill_holes", ())),
+        contrast_vessels=tuple(str(n) for n in pp.get("contrast_vessels", ()) or ()),
+        tubular=tuple(str(n) for n in pp.get("tubular", ()) or ()),
         warnings=warnings,
     )
 

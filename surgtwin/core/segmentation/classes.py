@@ -56,6 +56,13 @@ SINGLE_COMPONENT = ("liver", "spleen", "kidney_left", "kidney_right", "aorta", "
 FILL_HOLES = ("liver", "spleen", "kidney_left", "kidney_right", "aorta", "femur_left", "femur_right",
               "left_ventricle", "brain", "lung_left", "lung_right", "inferior_vena_cava")
 
+#: single-component structures that a field of view can cut into pieces (kept if >= 20 % of the largest)
+TUBULAR = ("aorta", "inferior_vena_cava", "pulmonary_artery")
+
+#: tubular contrast-filled vessels whose boundary is refined at the source resolution by HU
+CONTRAST_VESSELS = ("aorta", "inferior_vena_cava", "renal_artery_left", "renal_artery_right", "iliac_artery_left",
+                    "iliac_artery_right", "pulmonary_artery", "vessels")
+
 #: blood-pool classes (contrast augmentation changes their HU together)
 BLOOD = ("aorta", "inferior_vena_cava", "renal_artery_left", "renal_artery_right", "iliac_artery_left",
          "iliac_artery_right", "left_ventricle", "right_ventricle", "left_atrium", "right_atrium",

@@ -124,7 +124,13 @@ def predict_probabilities(
     return probs
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+#: pieces of a tubular "single component" structure at least this fraction of its largest piece are
+#: kept: a field of view can cut a vessel in two (a cardiac CT shows the ascending and descending aorta
+#: as two pieces), while false-positive islands are small. Compact organs keep their largest piece only.
+MAIN_COMPONENT_FRACTION = 0.2
+
+
+def _main_components(mask: np.ndarray, fraction: float = MAIN_COMPONENT_FRACTION) -> np.ndarray:
     from scipy import ndimage
 
     lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
@@ -132,7 +138,10 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
         return mask
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    return lab == int(np.argmax(sizes))
+    keep = np.zeros(n + 1, bool)
+    keep[sizes >= fraction * sizes.max()] = True
+    keep[0] = False
+    return keep[lab]
 
 
 #: a structure with fewer model voxels than this in the whole scan is a speck, not a finding (8 voxels
@@ -140,9 +149,14 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 MIN_STRUCTURE_VOXELS = 8
 
 
-def postprocess(channels: np.ndarray, names, *, single_component=(), fill_holes=(),
+def postprocess(channels: np.ndarray, names, *, single_component=(), fill_holes=(), tubular=(),
                 min_voxels: int = MIN_STRUCTURE_VOXELS) -> np.ndarray:
-    """Specks removed, largest component / hole filling per named structure on a channel-index array."""
+    """Specks removed, main component(s) / hole filling per named structure on a channel-index array.
+
+    ``single_component`` structures keep their largest connected piece; ``tubular`` ones among them also
+    keep any other piece at least ``MAIN_COMPONENT_FRACTION`` of its size (a vessel cut in two by the
+    field of view stays whole).
+    """
     from scipy import ndimage
 
     out = channels.copy()
@@ -163,13 +177,68 @@ def postprocess(channels: np.ndarray, names, *, single_component=(), fill_holes=
         sub = out[sl]
         m = sub == c
         if name in single_component:
-            keep = _largest_component(m)
+            keep = _main_components(m, MAIN_COMPONENT_FRACTION if name in tubular else 1.0)
             sub[m & ~keep] = 0
             m = keep
         if name in fill_holes:
             filled = ndimage.binary_fill_holes(m)
             sub[filled & (sub == 0)] = c
     return out
+
+
+def refine_contrast_vessels(src: np.ndarray, volume: Volume, grid: Volume, channels_grid: np.ndarray,
+                            hu_grid: np.ndarray, vessel_channels, *, min_contrast_hu: float = 100.0) -> np.ndarray:
+    """Contrast-filled vessel boundaries at the source resolution (below the model's 3 mm voxel).
+
+    Within one model voxel (3 mm) of each vessel the network found, a source voxel belongs to that
+    vessel when its HU is above the midpoint between the vessel's lumen (60th percentile of its model
+    voxels) and the unlabelled tissue around it; voxels of the vessel below it are released to
+    background. Voxels of other (non-vessel) structures are never taken. A vessel whose lumen is not
+    at least ``min_contrast_hu`` brighter than its surroundings (a non-contrast scan) is left as the
+    network drew it. Changes ``src`` in place and returns it.
+    """
+    from scipy import ndimage
+
+    vch = [int(c) for c in vessel_channels]
+    if not vch:
+        return src
+    vessel_lab = np.where(np.isin(channels_grid, vch), channels_grid, 0).astype(np.uint8)
+    if not vessel_lab.any():
+        return src
+    band = ndimage.grey_dilation(vessel_lab, size=3)  # each vessel's id, one model voxel around it
+    thr = np.full(256, np.inf, np.float32)
+    for c in vch:
+        m = channels_grid == c
+        ring = (band == c) & (channels_grid == 0)
+        if m.sum() < 2 or ring.sum() < 5:
+            continue
+        inside = float(np.percentile(hu_grid[m], 60))
+        outside = float(np.median(hu_grid[ring]))
+        if inside - outside >= min_contrast_hu:
+            thr[c] = 0.5 * (inside + outside)
+    if not np.isfinite(thr).any():
+        return src
+    band[~np.isfinite(thr)[band]] = 0
+    amap = _axis_map(grid, volume)
+    if amap is not None:
+        band_src = _nearest_separable(band, amap, volume.shape)
+    else:
+        from surgtwin.core.geometry import resample_to
+
+        empty = volume.with_array(np.zeros(volume.shape, np.uint8))
+        band_src = resample_to(grid.with_array(band), empty, interpolation="nearest", default_value=0).array
+    idx = np.nonzero(band_src)
+    bid = band_src[idx]
+    cur = src[idx]
+    hu = volume.array[idx]
+    t = thr[bid]
+    free = (cur == 0) | np.isin(cur, vch)
+    new = cur.copy()
+    grow = free & (hu >= t)
+    new[grow] = bid[grow]
+    new[(cur == bid) & (hu < t)] = 0
+    src[idx] = new
+    return src
 
 
 def _axis_map(grid: Volume, source: Volume):
@@ -346,13 +415,17 @@ def run_model(
         net, image, roi_size=bundle.roi_size, pad_value=pad, overlap=overlap, sw_batch_size=sw_batch_size,
         device=device, progress=scaled(progress, 0.05, 0.85), cancel=cancel,
     )
+    a0, a1 = bundle.hu_window
+    b0, b1 = bundle.value_range
+    hu_grid = (image - b0) * ((a1 - a0) / (b1 - b0)) + a0 if bundle.contrast_vessels else None
     del image
     t["network"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     report(progress, 0.86, "post-processing")
     raw = probs.argmax(dim=0).numpy().astype(np.uint8 if bundle.out_channels < 256 else np.int16)
     if postprocessing:
-        post = postprocess(raw, bundle.channel_names, single_component=bundle.single_component, fill_holes=bundle.fill_holes)
+        post = postprocess(raw, bundle.channel_names, single_component=bundle.single_component,
+                           fill_holes=bundle.fill_holes, tubular=bundle.tubular)
         changed = post != raw
         if changed.any():  # removed islands / filled holes: make the probabilities agree
             idx = np.nonzero(changed)
@@ -367,6 +440,9 @@ def run_model(
     t4 = time.perf_counter()
     report(progress, 0.92, "back to the source grid")
     src = to_source(post, probs, grid, volume, refine=refine, cancel=cancel)
+    if postprocessing and hu_grid is not None:
+        vessels = [bundle.channel_names.index(n) for n in bundle.contrast_vessels if n in bundle.channel_names]
+        src = refine_contrast_vessels(src, volume, grid, post, hu_grid, vessels)
     t["to_source"] = time.perf_counter() - t4
     t["total"] = time.perf_counter() - t0
     return ModelOutput(src, post, probs, grid, t)

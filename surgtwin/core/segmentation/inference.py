@@ -219,16 +219,35 @@ def refine_contrast_vessels(src: np.ndarray, volume: Volume, grid: Volume, chann
     if not np.isfinite(thr).any():
         return src
     band[~np.isfinite(thr)[band]] = 0
+    if not band.any():
+        return src
     amap = _axis_map(grid, volume)
-    if amap is not None:
-        band_src = _nearest_separable(band, amap, volume.shape)
+    if amap is not None:  # only the source block under the band's bounding box
+        perm, scale, offset = amap
+        inv = np.argsort(perm)
+        nz = np.nonzero(band)
+        lo = [int(x.min()) for x in nz]
+        hi = [int(x.max()) for x in nz]
+        block, take = [], []
+        for c in range(3):
+            r = inv[c]
+            n = np.floor(scale[r] * np.arange(volume.shape[c]) + offset[r] + 0.5).astype(np.int64)
+            sel = np.nonzero((n >= lo[r]) & (n <= hi[r]))[0]
+            if len(sel) == 0:
+                return src
+            block.append(slice(int(sel.min()), int(sel.max()) + 1))
+            take.append(np.clip(n[block[-1]] - lo[r], 0, hi[r] - lo[r]))
+        sub = np.ascontiguousarray(band[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].transpose(inv))
+        band_src = sub[np.ix_(*take)]
+        offset_idx = [b.start for b in block]
     else:
         from surgtwin.core.geometry import resample_to
 
         empty = volume.with_array(np.zeros(volume.shape, np.uint8))
         band_src = resample_to(grid.with_array(band), empty, interpolation="nearest", default_value=0).array
-    idx = np.nonzero(band_src)
-    bid = band_src[idx]
+        offset_idx = [0, 0, 0]
+    idx = tuple(i + o for i, o in zip(np.nonzero(band_src), offset_idx, strict=True))
+    bid = band_src[tuple(i - o for i, o in zip(idx, offset_idx, strict=True))]
     cur = src[idx]
     hu = volume.array[idx]
     t = thr[bid]

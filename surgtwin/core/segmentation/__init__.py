@@ -105,8 +105,11 @@ def _counts(array: np.ndarray, n_bins: int) -> np.ndarray:
     return counts
 
 
-def structure_reports(labels: LabelMap, confidences: dict[int, float] | None = None) -> list[StructureReport]:
-    counts = _counts(labels.array, max((lab.value for lab in labels.labels), default=0) + 1)
+def structure_reports(labels: LabelMap, confidences: dict[int, float] | None = None,
+                      counts: np.ndarray | None = None) -> list[StructureReport]:
+    """Volume (and confidence) per structure; ``counts``: voxels per label value when already known."""
+    if counts is None:
+        counts = _counts(labels.array, max((lab.value for lab in labels.labels), default=0) + 1)
     out = []
     for lab in labels.labels:
         n = int(counts[lab.value]) if lab.value < len(counts) else 0
@@ -171,7 +174,9 @@ def segment(
         mask = out.channels_grid == c
         if mask.any():
             conf[int(lut[c])] = float(probs[c].numpy()[mask].mean())
-    res = SegmentationResult(labels, structure_reports(labels, conf), "model", model=f"{b.name} {b.version}",
+    by_value = np.zeros(int(lut.max(initial=0)) + 1, np.int64)
+    np.add.at(by_value, lut, n_src[:len(lut)])
+    res = SegmentationResult(labels, structure_reports(labels, conf, by_value), "model", model=f"{b.name} {b.version}",
                              timings_s=out.timings_s, warnings=list(b.warnings))
     report(progress, 1.0, "done")
     return res

@@ -122,10 +122,23 @@ def test_spacing_and_window_from_monai_transforms(tmp_path):
         {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164, "b_min": 0.0,
          "b_max": 1.0, "clip": True}]}
     d["inferer"] = {"_target_": "SlidingWindowInferer", "roi_size": [96, 96, 64]}
+    # what model-zoo inference.json files also hold: expressions and references that surgtwin never
+    # evaluates and does not need (imports, device, dataset, evaluator, keys by reference)
+    d["imports"] = ["$import glob"]
+    d["image_key"] = "image"
+    d["device"] = "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')"
+    d["network"] = "$@network_def.to(@device)"
+    d["dataset"] = {"_target_": "Dataset", "data": "$[{'image': i} for i in @datalist]", "transform": "@preprocessing"}
+    d["preprocessing"]["transforms"][2]["keys"] = "@image_key"
     p.write_text(json.dumps(d))
     b = load_bundle(root)
     assert b.spacing_mm == (1.5, 1.5, 2.0) and b.axcodes == "LPS"
-    assert b.hu_window == (-57.0, 164.0) and b.roi_size == (96, 96, 64)
+    assert b.hu_window == (-57.0, 164.0) and b.value_range == (0.0, 1.0) and b.roi_size == (96, 96, 64)
+    # an expression where surgtwin does need the value is still refused, naming the field
+    d["preprocessing"]["transforms"][2]["a_max"] = "$@hu_max"
+    p.write_text(json.dumps(d))
+    with pytest.raises(SurgtwinError, match="ScaleIntensityRanged.a_max"):
+        load_bundle(root)
 
 
 def test_axcodes():

@@ -329,9 +329,11 @@ def load_bundle(path: str | Path) -> Bundle:
         if t is None:
             raise SurgtwinError("cannot tell the model's HU window", path=inf_path,
                                 hint="add ScaleIntensityRanged (a_min, a_max, b_min, b_max) or surgtwin.hu_window")
-        t = _literal(t, inf_path, "ScaleIntensityRanged")
-        window = (t.get("a_min"), t.get("a_max"))
-        vrange = (t.get("b_min", 0.0), t.get("b_max", 1.0))
+        # only the four numbers are read (a transform's other entries, e.g. "keys": "@image_key", are
+        # the bundle's own business); each must be a literal
+        window = tuple(_literal(t.get(k), inf_path, f"ScaleIntensityRanged.{k}") for k in ("a_min", "a_max"))
+        vrange = tuple(_literal(t.get(k, d), inf_path, f"ScaleIntensityRanged.{k}")
+                       for k, d in (("b_min", 0.0), ("b_max", 1.0)))
     try:
         window = (float(window[0]), float(window[1]))
         vrange = (float(vrange[0]), float(vrange[1]))

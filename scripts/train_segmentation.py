@@ -66,7 +66,8 @@ def parse(argv=None):
     p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda")
     p.add_argument("--workers", type=int, default=1, help="processes that generate the phantoms")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1 is fastest on 2 shared cores: 1.6 s/step vs 4.6 s with 2)")
+                   help="torch threads on CPU (a step of 2 patches: 1.2 s with 2 threads, 2.0 s with 1 on an idle "
+                        "2-core machine; 1 was faster while other jobs shared the cores)")
     p.add_argument("--kinds", default=",".join(KINDS))
     p.add_argument("--init", help="start from these weights (a model.pt state dict) instead of random")
     p.add_argument("--stage", default="stage1", help="name of this run's log files in the bundle's docs/")

@@ -87,7 +87,7 @@ def plane_mapping(affine: np.ndarray, shape, plane: str) -> PlaneMapping:
 
 
 def extract(array: np.ndarray, m: PlaneMapping, slice_index: int) -> np.ndarray:
-    """The 2D slice as (screen rows, screen columns): a view, no copy."""
+    """The 2D slice as (screen rows, screen columns): one copy of the slice (``np.take``), then views."""
     s = np.take(array, int(np.clip(slice_index, 0, m.n_slices - 1)), axis=m.slice_axis)
     remaining = [a for a in range(3) if a != m.slice_axis]
     if remaining.index(m.row_axis) == 1:

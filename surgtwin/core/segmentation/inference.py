@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -223,21 +224,19 @@ def refine_contrast_vessels(src: np.ndarray, volume: Volume, grid: Volume, chann
         return src
     amap = _axis_map(grid, volume)
     if amap is not None:  # only the source block under the band's bounding box
-        perm, scale, offset = amap
-        inv = np.argsort(perm)
         nz = np.nonzero(band)
         lo = [int(x.min()) for x in nz]
         hi = [int(x.max()) for x in nz]
         block, take = [], []
         for c in range(3):
-            r = inv[c]
-            n = np.floor(scale[r] * np.arange(volume.shape[c]) + offset[r] + 0.5).astype(np.int64)
+            r = amap.inv[c]
+            n = _nearest_index(amap.coords[r])
             sel = np.nonzero((n >= lo[r]) & (n <= hi[r]))[0]
             if len(sel) == 0:
                 return src
             block.append(slice(int(sel.min()), int(sel.max()) + 1))
             take.append(np.clip(n[block[-1]] - lo[r], 0, hi[r] - lo[r]))
-        sub = np.ascontiguousarray(band[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].transpose(inv))
+        sub = np.ascontiguousarray(band[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].transpose(amap.inv))
         band_src = sub[np.ix_(*take)]
         offset_idx = [b.start for b in block]
     else:
@@ -260,9 +259,18 @@ def refine_contrast_vessels(src: np.ndarray, volume: Volume, grid: Volume, chann
     return src
 
 
-def _axis_map(grid: Volume, source: Volume):
+class AxisMap(NamedTuple):
+    """Source axis ``perm[r]`` runs along model axis ``r`` (``inv`` the other way round);
+    ``coords[r]``: the model coordinate (fractional index on axis r) of each index of that source axis."""
+
+    perm: np.ndarray
+    inv: np.ndarray
+    coords: list
+
+
+def _axis_map(grid: Volume, source: Volume) -> AxisMap | None:
     """When every source axis runs along one model axis (the usual case: both grids axis-aligned),
-    ``(perm, scale, offset)`` with model index[r] = scale[r] * source index[perm[r]] + offset[r]; else None."""
+    the per-axis mapping from source to model indices; else None (oblique: resample in 3D)."""
     m = np.linalg.inv(grid.affine) @ source.affine
     a = np.abs(m[:3, :3])
     perm = np.argmax(a, axis=1)
@@ -272,20 +280,22 @@ def _axis_map(grid: Volume, source: Volume):
     off_axis[np.arange(3), perm] = 0.0
     if off_axis.max() > 1e-6 * max(1.0, a.max()):
         return None
-    return perm, m[np.arange(3), perm], m[:3, 3]
+    coords = [m[r, perm[r]] * np.arange(source.shape[perm[r]]) + m[r, 3] for r in range(3)]
+    return AxisMap(perm, np.argsort(perm), coords)
 
 
-def _nearest_separable(arr: np.ndarray, amap, source_shape) -> np.ndarray:
+def _nearest_index(q: np.ndarray) -> np.ndarray:
+    return np.floor(q + 0.5).astype(np.int64)
+
+
+def _nearest_separable(arr: np.ndarray, amap: AxisMap) -> np.ndarray:
     """``arr`` (model grid) sampled at each source voxel's nearest model voxel, 0 outside; per-axis indices."""
-    perm, scale, offset = amap
-    inv = np.argsort(perm)  # source axis c runs along model axis inv[c]
     # the (small) model array with its axes in source order, plus a zero border for "outside"
-    padded = np.ascontiguousarray(np.pad(arr, 1).transpose(inv))
+    padded = np.ascontiguousarray(np.pad(arr, 1).transpose(amap.inv))
     idx = []
     for c in range(3):
-        r = inv[c]
-        q = scale[r] * np.arange(source_shape[c]) + offset[r]
-        n = np.floor(q + 0.5).astype(np.int64)
+        r = amap.inv[c]
+        n = _nearest_index(amap.coords[r])
         idx.append(np.where((n >= 0) & (n < arr.shape[r]), n + 1, 0))
     return padded[np.ix_(*idx)]
 
@@ -318,7 +328,7 @@ def to_source(
 
     def nearest_of(arr):
         if amap is not None:
-            return _nearest_separable(arr, amap, source.shape)
+            return _nearest_separable(arr, amap)
         return resample_to(grid.with_array(arr), empty, interpolation="nearest", default_value=0).array
 
     nearest = nearest_of(channels.astype(lab_dtype))
@@ -344,10 +354,9 @@ def to_source(
     strides = np.array([h * w, w, 1], dtype=np.int64)
     offsets = [(a, b, e) for a in (0, 1) for b in (0, 1) for e in (0, 1)]
     if amap is not None:  # per-axis cell corner and fraction, looked up per point
-        perm, scale, offset = amap
         base1d, frac1d = [], []
         for r in range(3):
-            q = scale[r] * np.arange(source.shape[perm[r]]) + offset[r]
+            q = amap.coords[r]
             bse = np.clip(np.floor(q).astype(np.int64), 0, hi[r])
             base1d.append(bse)
             frac1d.append(np.clip(q - bse, 0.0, 1.0).astype(np.float32))
@@ -358,8 +367,8 @@ def to_source(
             continue
         pts[:, 0] += k0
         if amap is not None:
-            base = np.stack([base1d[r][pts[:, perm[r]]] for r in range(3)], axis=1)
-            frac = np.stack([frac1d[r][pts[:, perm[r]]] for r in range(3)], axis=1)
+            base = np.stack([base1d[r][pts[:, amap.perm[r]]] for r in range(3)], axis=1)
+            frac = np.stack([frac1d[r][pts[:, amap.perm[r]]] for r in range(3)], axis=1)
         else:
             q = pts @ m[:3, :3].T + m[:3, 3]
             base = np.clip(np.floor(q).astype(np.int64), 0, hi)

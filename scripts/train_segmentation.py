@@ -422,8 +422,9 @@ def write_bundle(args, net, names, log, *, final):
     netdef = dict(NET, out_channels=n)
     meta = {
         "name": BUNDLE_NAME,
-        "version": "0.2.0",
-        "changelog": {"0.2.0": "single-stage run from random weights, GPU-side augmentation, far more steps",
+        "version": "0.2.1",
+        "changelog": {"0.2.1": "same weights as 0.2.0; boundaries at the source resolution also weigh each structure's HU histogram in the scan (hu_refine_weight 0.6)",
+                      "0.2.0": "single-stage run from random weights, GPU-side augmentation, far more steps",
                       "0.1.0": "first model: phantoms + TotalSegmentator example CT, CPU-trained in three stages"},
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
@@ -459,7 +460,8 @@ def write_bundle(args, net, names, log, *, final):
             "roi_size": [64, 64, 64],
             "labels": C.label_entries(),
             "postprocess": {"single_component": list(C.SINGLE_COMPONENT), "fill_holes": list(C.FILL_HOLES),
-                            "contrast_vessels": list(C.CONTRAST_VESSELS), "tubular": list(C.TUBULAR)},
+                            "contrast_vessels": list(C.CONTRAST_VESSELS), "tubular": list(C.TUBULAR),
+                            "hu_refine_weight": C.HU_REFINE_WEIGHT},
             "weights_sha256": digest,
             "training_steps": log.get("steps") or (log["curve"][-1]["step"] if log["curve"] else 0),
             "trained_on": log.get("device", ""),

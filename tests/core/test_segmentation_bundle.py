@@ -29,6 +29,18 @@ def test_valid_bundle_loads_and_builds(tmp_path):
     assert sum(p.numel() for p in net.parameters()) > 0
 
 
+def test_hu_refine_weight_is_read_and_checked(tmp_path):
+    root = make_tiny_bundle(tmp_path / "b")
+    assert load_bundle(root).hu_refine_weight == 0.0  # off unless the bundle asks for it
+    _edit_meta(root, lambda m: m["surgtwin"]["postprocess"].update(hu_refine_weight=0.6))
+    assert load_bundle(root).hu_refine_weight == 0.6
+    for bad in ("0.6", -1, 50, True):
+        _edit_meta(root, lambda m, bad=bad: m["surgtwin"]["postprocess"].update(hu_refine_weight=bad))
+        with pytest.raises(SurgtwinError, match="hu_refine_weight") as ei:
+            load_bundle(root)
+        assert "metadata.json" in str(ei.value)
+
+
 def test_refuses_wrong_modality(tmp_path):
     root = make_tiny_bundle(tmp_path / "b", modality="MR")
     with pytest.raises(SurgtwinError, match="modality is 'MR'") as ei:

@@ -141,3 +141,47 @@ def test_contrast_vessel_refinement_follows_the_lumen_below_the_model_voxel():
 def test_contrast_vessel_refinement_leaves_a_non_contrast_scan_alone():
     truth, before, after = _tube_case(60.0)  # lumen 20 HU above the tissue: no contrast
     np.testing.assert_array_equal(before, after)
+
+
+def _two_organ_case():
+    """Two soft-tissue organs (60 and 160 HU) meeting between source columns 29 and 30 on a 1 mm grid.
+    The 3 mm model voxels next to the boundary sit at columns 28 (organ a) and 31 (organ b), and the
+    network is unsure at 31 (p_b 0.55): interpolated probabilities alone put column 30 in organ a."""
+    import torch
+
+    shape = (24, 24, 60)
+    organ_b = np.broadcast_to(np.arange(shape[2]) >= 30, shape)
+    rng = np.random.default_rng(0)
+    hu = (np.where(organ_b, 160.0, 60.0) + rng.normal(0, 8, shape)).astype(np.int16)
+    src = Volume(hu, np.eye(4))
+    g = model_grid(src, (3.0, 3.0, 3.0), "LPS")
+    m = np.linalg.inv(src.affine) @ g.affine  # model index -> source index
+    pts = np.indices(g.shape).reshape(3, -1).T
+    xs = np.round((pts @ m[:3, :3].T + m[:3, 3])[:, 2].reshape(g.shape), 3)  # source column of each
+    assert 28.0 in xs and 31.0 in xs
+    ch = np.where(xs >= 30, 2, 1).astype(np.uint8)
+    p_b = np.where(ch == 2, np.where(xs == 31.0, 0.55, 0.9), 0.1)
+    probs = torch.from_numpy(np.stack([np.full(g.shape, 1e-3), 1 - p_b, p_b - 1e-3])).float()
+    return src, g, ch, probs, organ_b
+
+
+def test_hu_weighted_refinement_moves_a_boundary_to_the_intensity_edge():
+    src, g, ch, probs, organ_b = _two_organ_case()
+    plain = to_source(ch, probs, g, src)
+    weighted = to_source(ch, probs, g, src, hu_weight=0.6)
+    err_plain = np.sum((plain == 2) != organ_b)
+    err_weighted = np.sum((weighted == 2) != organ_b)
+    assert err_weighted < 0.5 * err_plain, (err_plain, err_weighted)
+    assert set(np.unique(weighted)) <= {1, 2}  # background (no voxels on the model grid) is never chosen
+
+
+def test_hu_log_likelihood_of_an_absent_structure_is_prohibitive():
+    from surgtwin.core.segmentation.inference import hu_log_likelihood
+
+    hu = np.full((8, 8, 8), 40, np.int16)
+    labels = np.ones((8, 8, 8), np.uint8)
+    ll = hu_log_likelihood(hu, labels, np.zeros_like(labels), 3, step=1)
+    assert ll.shape[1] == 3
+    assert ll[:, 0].max() < -1000 and ll[:, 2].max() < -1000  # channels 0 and 2 have no voxels
+    b40 = int((40 + 1024) // 8)
+    assert ll[b40, 1] == ll[:, 1].max()  # channel 1's density peaks at its HU

@@ -89,6 +89,8 @@ class Bundle:
     contrast_vessels: tuple[str, ...] = ()
     #: single-component structures that a field of view may cut into pieces (vessels)
     tubular: tuple[str, ...] = ()
+    #: weight of the scan's own per-structure HU histograms at boundaries (surgtwin bundles; 0 = off)
+    hu_refine_weight: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -408,8 +410,16 @@ def load_bundle(path: str | Path) -> Bundle:
         fill_holes=tuple(pp.get("fill_holes", ())),
         contrast_vessels=tuple(str(n) for n in pp.get("contrast_vessels", ()) or ()),
         tubular=tuple(str(n) for n in pp.get("tubular", ()) or ()),
+        hu_refine_weight=_hu_refine_weight(pp.get("hu_refine_weight", 0.0), meta_path),
         warnings=warnings,
     )
+
+
+def _hu_refine_weight(value, meta_path) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 5.0:
+        raise SurgtwinError(f"surgtwin.postprocess.hu_refine_weight = {value!r} is not a number from 0 to 5",
+                            path=meta_path, hint="0 turns the HU boundary refinement off; surgtwin's model uses 0.6")
+    return float(value)
 
 
 def _default_color(c: int) -> tuple[int, int, int]:

@@ -423,7 +423,7 @@ def write_bundle(args, net, names, log, *, final):
     meta = {
         "name": BUNDLE_NAME,
         "version": "0.2.1",
-        "changelog": {"0.2.1": "same weights as 0.2.0; boundaries at the source resolution also weigh each structure's HU histogram in the scan (hu_refine_weight 0.6)",
+        "changelog": {"0.2.1": "same weights as 0.2.0; boundaries at the source resolution also weigh each structure's HU histogram in the scan (hu_refine_weight 0.6); contrast-vessel walls placed by the scan's own lumen/surroundings HU, thin vessels followed up to 12 mm",
                       "0.2.0": "single-stage run from random weights, GPU-side augmentation, far more steps",
                       "0.1.0": "first model: phantoms + TotalSegmentator example CT, CPU-trained in three stages"},
         "monai_version": monai.__version__,
@@ -461,7 +461,8 @@ def write_bundle(args, net, names, log, *, final):
             "labels": C.label_entries(),
             "postprocess": {"single_component": list(C.SINGLE_COMPONENT), "fill_holes": list(C.FILL_HOLES),
                             "contrast_vessels": list(C.CONTRAST_VESSELS), "tubular": list(C.TUBULAR),
-                            "hu_refine_weight": C.HU_REFINE_WEIGHT},
+                            "hu_refine_weight": C.HU_REFINE_WEIGHT, "thin_vessels": list(C.THIN_VESSELS),
+                            "thin_vessel_grow_mm": C.THIN_VESSEL_GROW_MM},
             "weights_sha256": digest,
             "training_steps": log.get("steps") or (log["curve"][-1]["step"] if log["curve"] else 0),
             "trained_on": log.get("device", ""),

@@ -119,12 +119,11 @@ def _tube_case(lumen_hu):
     grid = model_grid(src_vol, (3.0, 3.0, 3.0), "LPS")
     from surgtwin.core.geometry import resample_to
 
-    hu_grid = resample_to(src_vol.with_array(hu.astype(np.float32)), grid, interpolation="linear").array
     coarse = (resample_to(src_vol.with_array(truth.astype(np.uint8)), grid, interpolation="linear").array > 0.4)
     ch_grid = coarse.astype(np.uint8)  # channel 1 = the vessel, as a 3 mm network would draw it
     src = to_source(ch_grid, None, grid, src_vol, refine=False)
     before = src.copy()
-    after = refine_contrast_vessels(src, src_vol, grid, ch_grid, hu_grid, [1])
+    after = refine_contrast_vessels(src, src_vol, grid, ch_grid, [1])
     return truth, before, after
 
 
@@ -185,3 +184,35 @@ def test_hu_log_likelihood_of_an_absent_structure_is_prohibitive():
     assert ll[:, 0].max() < -1000 and ll[:, 2].max() < -1000  # channels 0 and 2 have no voxels
     b40 = int((40 + 1024) // 8)
     assert ll[b40, 1] == ll[:, 1].max()  # channel 1's density peaks at its HU
+
+
+def test_thin_vessel_grows_along_the_lumen_into_soft_tissue_but_not_bone():
+    """The network saw the first 10 mm of a 60 mm contrast tube running through an organ (channel 2,
+    40 HU); growth follows the lumen 12 mm further, taking the organ's bright voxels, and stops there.
+    A bone (1200 HU) touching the tube is never taken."""
+    from surgtwin.core.segmentation.inference import refine_contrast_vessels
+
+    shape = (60, 30, 30)  # 1 mm grid, the tube along axis 0
+    jj, ii = np.mgrid[0:30, 0:30]
+    disc = (jj - 14.5) ** 2 + (ii - 14.5) ** 2 <= 3.0 ** 2
+    tube = np.broadcast_to(disc, shape).copy()
+    bone = np.zeros(shape, bool)
+    bone[:, 14:16, 18:22] = True
+    bone &= ~tube
+    hu = np.where(tube, 350.0, np.where(bone, 1200.0, 40.0)).astype(np.int16)
+    src_vol = Volume(hu, np.eye(4))
+    grid = model_grid(src_vol, (3.0, 3.0, 3.0), "LPS")
+    m = np.linalg.inv(src_vol.affine) @ grid.affine
+    pts = np.indices(grid.shape).reshape(3, -1).T
+    q = (pts @ m[:3, :3].T + m[:3, 3]).reshape(*grid.shape, 3)  # source index of each model voxel
+    seen = (q[..., 0] < 10) & ((q[..., 1] - 14.5) ** 2 + (q[..., 2] - 14.5) ** 2 <= 9.0)
+    ch_grid = np.where(seen, 1, 2).astype(np.uint8)  # 1 = vessel, 2 = the organ around it
+    src = to_source(ch_grid, None, grid, src_vol, refine=False)
+    src[bone] = 3  # a bone structure
+    out = refine_contrast_vessels(src.copy(), src_vol, grid, ch_grid, [1], grow_channels=[1], grow_mm=12.0)
+    reach = np.nonzero((out == 1).any(axis=(1, 2)))[0].max()
+    assert 18 <= reach <= 26, reach  # ~10 mm seen (+ one model voxel of band) + 12 mm grown
+    assert not (out[bone] == 1).any()
+    assert (out[:reach][tube[:reach]] == 1).mean() > 0.95
+    none = refine_contrast_vessels(src.copy(), src_vol, grid, ch_grid, [1])
+    assert np.nonzero((none == 1).any(axis=(1, 2)))[0].max() < reach

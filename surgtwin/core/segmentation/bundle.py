@@ -89,6 +89,9 @@ class Bundle:
     contrast_vessels: tuple[str, ...] = ()
     #: single-component structures that a field of view may cut into pieces (vessels)
     tubular: tuple[str, ...] = ()
+    #: contrast vessels followed past the network's view by geodesic growth, and how far (mm)
+    thin_vessels: tuple[str, ...] = ()
+    thin_vessel_grow_mm: float = 0.0
     #: weight of the scan's own per-structure HU histograms at boundaries (surgtwin bundles; 0 = off)
     hu_refine_weight: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -410,15 +413,20 @@ def load_bundle(path: str | Path) -> Bundle:
         fill_holes=tuple(pp.get("fill_holes", ())),
         contrast_vessels=tuple(str(n) for n in pp.get("contrast_vessels", ()) or ()),
         tubular=tuple(str(n) for n in pp.get("tubular", ()) or ()),
-        hu_refine_weight=_hu_refine_weight(pp.get("hu_refine_weight", 0.0), meta_path),
+        hu_refine_weight=_number_in(pp, "hu_refine_weight", 0.0, 5.0, meta_path,
+                                    "0 turns the HU boundary refinement off; surgtwin's model uses 0.6"),
+        thin_vessels=tuple(str(n) for n in pp.get("thin_vessels", ()) or ()),
+        thin_vessel_grow_mm=_number_in(pp, "thin_vessel_grow_mm", 0.0, 50.0, meta_path,
+                                       "how far (mm) thin contrast vessels are followed; 0 = not at all"),
         warnings=warnings,
     )
 
 
-def _hu_refine_weight(value, meta_path) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 5.0:
-        raise SurgtwinError(f"surgtwin.postprocess.hu_refine_weight = {value!r} is not a number from 0 to 5",
-                            path=meta_path, hint="0 turns the HU boundary refinement off; surgtwin's model uses 0.6")
+def _number_in(pp: dict, key: str, lo: float, hi: float, meta_path, hint: str) -> float:
+    value = pp.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
+        raise SurgtwinError(f"surgtwin.postprocess.{key} = {value!r} is not a number from {lo:g} to {hi:g}",
+                            path=meta_path, hint=hint)
     return float(value)
 
 

@@ -68,6 +68,12 @@ CONTRAST_VESSELS = ("aorta", "inferior_vena_cava", "renal_artery_left", "renal_a
 #: 0.8 / 1.0 were tried; 0.6 was best or within 0.01 of best for nearly every structure)
 HU_REFINE_WEIGHT = 0.6
 
+#: contrast vessels too thin for the 3 mm model to see whole: followed by geodesic growth through
+#: contrast-bright voxels up to THIN_VESSEL_GROW_MM (seeds 9500-9501: head vessels 0.60 -> 0.66 at
+#: 12 mm; growing the renal arteries too took bright kidney cortex, so they are not in the list)
+THIN_VESSELS = ("vessels",)
+THIN_VESSEL_GROW_MM = 12.0
+
 #: blood-pool classes (contrast augmentation changes their HU together)
 BLOOD = ("aorta", "inferior_vena_cava", "renal_artery_left", "renal_artery_right", "iliac_artery_left",
          "iliac_artery_right", "left_ventricle", "right_ventricle", "left_atrium", "right_atrium",

@@ -191,16 +191,77 @@ def postprocess(channels: np.ndarray, names, *, single_component=(), fill_holes=
     return out
 
 
-def refine_contrast_vessels(src: np.ndarray, volume: Volume, grid: Volume, channels_grid: np.ndarray,
-                            hu_grid: np.ndarray, vessel_channels, *, min_contrast_hu: float = 100.0) -> np.ndarray:
-    """Contrast-filled vessel boundaries at the source resolution (below the model's 3 mm voxel).
+#: HU below this is air or lung: left out of a vessel's lumen and surroundings statistics
+AIR_LUNG_HU = -200.0
 
-    Within one model voxel (3 mm) of each vessel the network found, a source voxel belongs to that
-    vessel when its HU is above the midpoint between the vessel's lumen (60th percentile of its model
-    voxels) and the unlabelled tissue around it; voxels of the vessel below it are released to
-    background. Voxels of other (non-vessel) structures are never taken. A vessel whose lumen is not
-    at least ``min_contrast_hu`` brighter than its surroundings (a non-contrast scan) is left as the
-    network drew it. Changes ``src`` in place and returns it.
+
+def _band_on_source(band: np.ndarray, grid: Volume, volume: Volume, margin: int):
+    """The model-grid array ``band`` (0 = none) at each source voxel's nearest model voxel, on the
+    source block that covers its non-zero part plus ``margin`` source voxels; (block slices, array)."""
+    nz = np.nonzero(band)
+    lo = [int(x.min()) for x in nz]
+    hi = [int(x.max()) for x in nz]
+    amap = _axis_map(grid, volume)
+    if amap is None:  # oblique: resample the whole band, then crop
+        from surgtwin.core.geometry import resample_to
+
+        empty = volume.with_array(np.zeros(volume.shape, np.uint8))
+        full = resample_to(grid.with_array(band), empty, interpolation="nearest", default_value=0).array
+        nzs = np.nonzero(full)
+        if len(nzs[0]) == 0:
+            return None, None
+        block = tuple(slice(max(int(x.min()) - margin, 0), min(int(x.max()) + 1 + margin, n))
+                      for x, n in zip(nzs, volume.shape, strict=True))
+        return block, full[block]
+    sub = np.pad(band[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1], 1).transpose(amap.inv)
+    block, take = [], []
+    for c in range(3):
+        r = amap.inv[c]
+        n = _nearest_index(amap.coords[r])
+        inside = (n >= lo[r]) & (n <= hi[r])
+        sel = np.nonzero(inside)[0]
+        if len(sel) == 0:
+            return None, None
+        blk = slice(max(int(sel.min()) - margin, 0), min(int(sel.max()) + 1 + margin, volume.shape[c]))
+        block.append(blk)
+        take.append(np.where(inside[blk], n[blk] - lo[r] + 1, 0))
+    return tuple(block), np.ascontiguousarray(sub)[np.ix_(*take)]
+
+
+def _label_hu_percentiles(lab: np.ndarray, hu: np.ndarray, qs, step: int = 2):
+    """Per label value, HU percentiles ``qs`` (8 HU bins, every ``step``-th voxel; inf where absent)."""
+    sub = (slice(None, None, step),) * 3
+    n = int(lab.max()) + 1
+    hist = np.bincount(lab[sub].astype(np.int64).ravel() * HU_BINS + _hu_bin(hu[sub]).ravel(),
+                       minlength=n * HU_BINS).reshape(n, HU_BINS)
+    cum = np.cumsum(hist, axis=1)
+    total = cum[:, -1:]
+    out = []
+    for q in qs:
+        v = np.argmax(cum >= q * total, axis=1) * HU_BIN_W + HU_BIN_LO + HU_BIN_W / 2
+        out.append(np.where(total[:, 0] > 0, v, np.inf))
+    return out
+
+
+def refine_contrast_vessels(src: np.ndarray, volume: Volume, grid: Volume, channels_grid: np.ndarray,
+                            vessel_channels, *, min_contrast_hu: float = 100.0, grow_channels=(),
+                            grow_mm: float = 0.0) -> np.ndarray:
+    """Contrast-filled vessel boundaries at the source resolution (below the model's 3 mm voxel), and
+    thin vessels followed a little further than the network saw them.
+
+    For each vessel the network found, the lumen HU (60th percentile of its source voxels) and the
+    surroundings (median of the source voxels within one model voxel, 3 mm, that are unlabelled or
+    of a soft structure: median HU at least ``min_contrast_hu`` below the lumen) are measured in this
+    scan, air and lung left out. Within that band a voxel belongs to the vessel when its HU is
+    above their midpoint; voxels of the vessel below it are released to background. Voxels of other
+    (non-vessel) structures are never taken there. A vessel whose lumen is not ``min_contrast_hu``
+    brighter than its surroundings (a non-contrast scan) is left as the network drew it.
+
+    ``grow_channels`` (thin vessels) then grow by geodesic dilation up to ``grow_mm`` through voxels
+    whose HU is between the midpoint and as far above the lumen as the lumen is above the
+    surroundings (not bone), that are unlabelled or belong to a structure whose own 90th HU percentile
+    in the scan is below the midpoint (a bright tube inside the brain or liver is a vessel, not brain).
+    Changes ``src`` in place and returns it.
     """
     from scipy import ndimage
 
@@ -211,55 +272,60 @@ def refine_contrast_vessels(src: np.ndarray, volume: Volume, grid: Volume, chann
     if not vessel_lab.any():
         return src
     band = ndimage.grey_dilation(vessel_lab, size=3)  # each vessel's id, one model voxel around it
-    thr = np.full(256, np.inf, np.float32)
+    step = float(min(volume.spacing_mm))
+    margin = int(math.ceil(grow_mm / step)) if grow_channels else 0
+    block, band_src = _band_on_source(band, grid, volume, margin)
+    if block is None:
+        return src
+    lab = src[block]  # a view: changes land in src
+    hu = volume.array[block]
+    not_air = hu >= AIR_LUNG_HU
+    med, p90 = _label_hu_percentiles(lab, hu, (0.5, 0.9))
+    thr, top = {}, {}
     for c in vch:
-        m = channels_grid == c
-        ring = (band == c) & (channels_grid == 0)
-        if m.sum() < 2 or ring.sum() < 5:
+        m = (lab == c) & not_air
+        if m.sum() < 2:
             continue
-        inside = float(np.percentile(hu_grid[m], 60))
-        outside = float(np.median(hu_grid[ring]))
+        inside = float(np.percentile(hu[m], 60))
+        soft = [k for k in range(1, len(med)) if med[k] < inside - min_contrast_hu and k not in vch]
+        ring = (band_src == c) & ((lab == 0) | np.isin(lab, soft)) & not_air
+        if ring.sum() < 5:
+            continue
+        outside = float(np.median(hu[ring]))
         if inside - outside >= min_contrast_hu:
             thr[c] = 0.5 * (inside + outside)
-    if not np.isfinite(thr).any():
+            top[c] = inside + (inside - outside)
+    if not thr:
         return src
-    band[~np.isfinite(thr)[band]] = 0
-    if not band.any():
-        return src
-    amap = _axis_map(grid, volume)
-    if amap is not None:  # only the source block under the band's bounding box
-        nz = np.nonzero(band)
-        lo = [int(x.min()) for x in nz]
-        hi = [int(x.max()) for x in nz]
-        block, take = [], []
-        for c in range(3):
-            r = amap.inv[c]
-            n = _nearest_index(amap.coords[r])
-            sel = np.nonzero((n >= lo[r]) & (n <= hi[r]))[0]
-            if len(sel) == 0:
-                return src
-            block.append(slice(int(sel.min()), int(sel.max()) + 1))
-            take.append(np.clip(n[block[-1]] - lo[r], 0, hi[r] - lo[r]))
-        sub = np.ascontiguousarray(band[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].transpose(amap.inv))
-        band_src = sub[np.ix_(*take)]
-        offset_idx = [b.start for b in block]
-    else:
-        from surgtwin.core.geometry import resample_to
-
-        empty = volume.with_array(np.zeros(volume.shape, np.uint8))
-        band_src = resample_to(grid.with_array(band), empty, interpolation="nearest", default_value=0).array
-        offset_idx = [0, 0, 0]
-    idx = tuple(i + o for i, o in zip(np.nonzero(band_src), offset_idx, strict=True))
-    bid = band_src[tuple(i - o for i, o in zip(idx, offset_idx, strict=True))]
-    cur = src[idx]
-    hu = volume.array[idx]
-    t = thr[bid]
-    free = (cur == 0) | np.isin(cur, vch)
+    in_band = np.isin(band_src, list(thr))
+    bid = band_src[in_band]
+    cur = lab[in_band]
+    h = hu[in_band]
+    t = np.array([thr.get(int(i), np.inf) for i in range(256)], np.float32)[bid]
     new = cur.copy()
-    grow = free & (hu >= t)
+    free = (cur == 0) | np.isin(cur, vch)
+    grow = free & (h >= t)
     new[grow] = bid[grow]
-    new[(cur == bid) & (hu < t)] = 0
-    src[idx] = new
+    new[(cur == bid) & (h < t)] = 0
+    lab[in_band] = new
+    grow_ids = [int(c) for c in grow_channels if int(c) in thr]
+    if not grow_ids or grow_mm <= 0:
+        return src
+    iters = max(1, int(round(grow_mm / step)))
+    for c in grow_ids:
+        m = lab == c
+        if not m.any():
+            continue
+        idx = np.argwhere(m)
+        lo = np.maximum(idx.min(0) - iters, 0)
+        hi_ = np.minimum(idx.max(0) + iters + 1, lab.shape)
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi_, strict=True))
+        lab_b, hu_b = lab[sl], hu[sl]
+        takeable = [k for k in range(1, len(p90)) if p90[k] < thr[c] and k not in vch]
+        cand = ((lab_b == 0) | np.isin(lab_b, takeable)) & (hu_b >= thr[c]) & (hu_b <= top[c])
+        seed = lab_b == c
+        grown = ndimage.binary_dilation(seed, iterations=iters, mask=cand | seed)
+        lab_b[grown & ~seed] = c
     return src
 
 
@@ -309,6 +375,9 @@ HU_BIN_LO, HU_BIN_W, HU_BINS = -1024.0, 8.0, 512
 #: density floor per bin: an HU never seen in a structure costs log(1e-5) * weight, not infinity
 HU_DENSITY_FLOOR = 1e-5
 ABSENT_LOG_DENSITY = -1e4
+#: away from the 2x2x2 cells where labels change, a boundary voxel is reconsidered only when its HU's
+#: density under its label is below 1/20 of that structure's peak density
+ATYPICAL_LOG_RATIO = math.log(20.0)
 
 
 def _hu_bin(hu: np.ndarray) -> np.ndarray:
@@ -391,7 +460,9 @@ def to_source(
     loglik = None
     hu_src = source.array  # unsmoothed: smoothing (box 3, Gaussian 0.7 voxel) lowered Dice of nearly all
     if hu_weight > 0 and hu_src.dtype.kind in "if":  # structures on the tuning phantoms
-        loglik = torch.from_numpy(hu_log_likelihood(hu_src, nearest, edge_src, n_ch) * hu_weight)
+        loglik_np = hu_log_likelihood(hu_src, nearest, edge_src, n_ch)
+        atypical = loglik_np.max(axis=0) - ATYPICAL_LOG_RATIO  # 1/20 of the structure's peak density
+        loglik = torch.from_numpy(loglik_np * hu_weight)
     m = np.linalg.inv(grid.affine) @ source.affine
     hi = np.asarray(grid.shape) - 2
     strides = np.array([h * w, w, 1], dtype=np.int64)
@@ -417,6 +488,10 @@ def to_source(
             base = np.clip(np.floor(q).astype(np.int64), 0, hi)
             frac = np.clip(q - base, 0.0, 1.0).astype(np.float32)
         sel = mixed[base[:, 0], base[:, 1], base[:, 2]]
+        if loglik is not None:  # also a voxel next to a boundary whose HU is atypical for its label
+            bins = _hu_bin(hu_src[pts[:, 0], pts[:, 1], pts[:, 2]])
+            cur = nearest[pts[:, 0], pts[:, 1], pts[:, 2]].astype(np.int64)
+            sel |= loglik_np[bins, cur] < atypical[cur]
         if not sel.any():
             continue
         pts, base, frac = pts[sel], base[sel], frac[sel]
@@ -489,9 +564,6 @@ def run_model(
         net, image, roi_size=bundle.roi_size, pad_value=pad, overlap=overlap, sw_batch_size=sw_batch_size,
         device=device, progress=scaled(progress, 0.05, 0.85), cancel=cancel,
     )
-    a0, a1 = bundle.hu_window
-    b0, b1 = bundle.value_range
-    hu_grid = (image - b0) * ((a1 - a0) / (b1 - b0)) + a0 if bundle.contrast_vessels else None
     del image
     t["network"] = time.perf_counter() - t2
     t3 = time.perf_counter()
@@ -515,9 +587,12 @@ def run_model(
     report(progress, 0.92, "back to the source grid")
     src = to_source(post, probs, grid, volume, refine=refine, cancel=cancel,
                     hu_weight=bundle.hu_refine_weight if postprocessing else 0.0)
-    if postprocessing and hu_grid is not None:
-        vessels = [bundle.channel_names.index(n) for n in bundle.contrast_vessels if n in bundle.channel_names]
-        src = refine_contrast_vessels(src, volume, grid, post, hu_grid, vessels)
+    if postprocessing and bundle.contrast_vessels:
+        names = bundle.channel_names
+        vessels = [names.index(n) for n in bundle.contrast_vessels if n in names]
+        thin = [names.index(n) for n in bundle.thin_vessels if n in names]
+        src = refine_contrast_vessels(src, volume, grid, post, vessels, grow_channels=thin,
+                                      grow_mm=bundle.thin_vessel_grow_mm)
     t["to_source"] = time.perf_counter() - t4
     t["total"] = time.perf_counter() - t0
     return ModelOutput(src, post, probs, grid, t)

@@ -439,15 +439,20 @@ def to_source(
             return _nearest_separable(arr, amap)
         return resample_to(grid.with_array(arr), empty, interpolation="nearest", default_value=0).array
 
-    nearest = nearest_of(channels.astype(lab_dtype))
     if not refine or probs is None or min(grid.shape) < 2:
-        return nearest
+        return nearest_of(channels.astype(lab_dtype))
     import torch
 
     edge = ndimage.maximum_filter(channels, size=3) != ndimage.minimum_filter(channels, size=3)
     if not edge.any():
-        return nearest
-    edge_src = nearest_of(edge.astype(np.uint8))
+        return nearest_of(channels.astype(lab_dtype))
+    if lab_dtype == np.uint8 and channels.max() < 128:  # label and edge flag in one pass over the source
+        packed = nearest_of(channels.astype(np.uint8) | (edge.astype(np.uint8) << 7))
+        edge_src = packed >> 7
+        nearest = np.bitwise_and(packed, 0x7F, out=packed)
+    else:
+        nearest = nearest_of(channels.astype(lab_dtype))
+        edge_src = nearest_of(edge.astype(np.uint8))
     # mixed[c] : the 8 corners of model cell c (corner = lowest index) do not all agree
     c = channels
     d, h, w = c.shape
@@ -460,7 +465,8 @@ def to_source(
     loglik = None
     hu_src = source.array  # unsmoothed: smoothing (box 3, Gaussian 0.7 voxel) lowered Dice of nearly all
     if hu_weight > 0 and hu_src.dtype.kind in "if":  # structures on the tuning phantoms
-        loglik_np = hu_log_likelihood(hu_src, nearest, edge_src, n_ch)
+        step = 2 if hu_src.size < 20_000_000 else 3  # >= ~3 M samples either way
+        loglik_np = hu_log_likelihood(hu_src, nearest, edge_src, n_ch, step=step)
         atypical = loglik_np.max(axis=0) - ATYPICAL_LOG_RATIO  # 1/20 of the structure's peak density
         loglik = torch.from_numpy(loglik_np * hu_weight)
     m = np.linalg.inv(grid.affine) @ source.affine

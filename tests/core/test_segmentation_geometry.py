@@ -216,3 +216,17 @@ def test_thin_vessel_grows_along_the_lumen_into_soft_tissue_but_not_bone():
     assert (out[:reach][tube[:reach]] == 1).mean() > 0.95
     none = refine_contrast_vessels(src.copy(), src_vol, grid, ch_grid, [1])
     assert np.nonzero((none == 1).any(axis=(1, 2)))[0].max() < reach
+
+
+def test_lone_voxels_left_by_the_hu_refinement_take_their_neighbours_label():
+    from surgtwin.core.segmentation.inference import _fill_isolated
+
+    lab = np.ones((6, 6, 6), np.uint8)
+    lab[2, 2, 2] = 2  # a speck
+    lab[4, 4, 1] = 3  # a lone voxel of a thin vessel (kept)
+    lab[1, 4, 4] = lab[1, 4, 3] = 2  # two voxels together: not a speck
+    lab[0, 0, 0] = 0  # a one-voxel hole at the corner
+    pts = np.argwhere(lab != 1).astype(np.int32)
+    _fill_isolated(lab, pts, keep=(3,))
+    assert lab[2, 2, 2] == 1 and lab[0, 0, 0] == 1
+    assert lab[4, 4, 1] == 3 and lab[1, 4, 4] == 2 and lab[1, 4, 3] == 2

@@ -415,6 +415,7 @@ def to_source(
     refine: bool = True,
     slab: int = 16,
     hu_weight: float = 0.0,
+    keep_lone=(),
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Channel labels on the model grid -> channel labels on exactly ``source``'s grid.
@@ -422,7 +423,9 @@ def to_source(
     Every source voxel first takes its nearest model voxel's label. Where the 2x2x2 model cell around
     a source voxel mixes labels, the label is the argmax of the trilinearly interpolated
     probabilities instead (smooth boundaries below the model's voxel size); with ``hu_weight`` > 0 the
-    argmax is of ``log p + hu_weight * log p(HU | structure)`` (see ``hu_log_likelihood``). Works in slabs of source
+    argmax is of ``log p + hu_weight * log p(HU | structure)`` (see ``hu_log_likelihood``), and a voxel
+    that this leaves as a one-voxel speck or hole takes its neighbours' label (except the channels in
+    ``keep_lone``). Works in slabs of source
     slices so that memory stays bounded on large scans. Axis-aligned grids (the usual case) take a
     separable path (per-axis index arrays); oblique ones go through SimpleITK's resampler.
     """
@@ -463,6 +466,7 @@ def to_source(
     with torch.inference_mode():
         table = probs.permute(1, 2, 3, 0).reshape(-1, n_ch).contiguous()  # channels last: one row per voxel
     loglik = None
+    changed = []
     hu_src = source.array  # unsmoothed: smoothing (box 3, Gaussian 0.7 voxel) lowered Dice of nearly all
     if hu_weight > 0 and hu_src.dtype.kind in "if":  # structures on the tuning phantoms
         step = 2 if hu_src.size < 20_000_000 else 3  # >= ~3 M samples either way
@@ -514,8 +518,41 @@ def to_source(
                 acc = acc.clamp_(min=1e-4).log_()
                 acc.add_(loglik.index_select(0, torch.from_numpy(_hu_bin(hu_src[pts[:, 0], pts[:, 1], pts[:, 2]]))))
             lab = acc.argmax(dim=1).numpy().astype(nearest.dtype)
+        if loglik is not None:
+            moved = nearest[pts[:, 0], pts[:, 1], pts[:, 2]] != lab
+            changed.append(pts[moved].astype(np.int32))
         nearest[pts[:, 0], pts[:, 1], pts[:, 2]] = lab
+    if changed:
+        _fill_isolated(nearest, np.concatenate(changed), keep=keep_lone)
     return nearest
+
+
+def _fill_isolated(labels: np.ndarray, pts: np.ndarray, keep=()) -> None:
+    """A voxel among ``pts`` whose label none of its 6 face neighbours shares (a one-voxel speck or
+    hole, as per-voxel HU evidence can leave in noise) takes its neighbours' most common label.
+    Labels in ``keep`` (thin vessels, whose lone voxels seed their growth along the lumen) stay."""
+    if len(pts) == 0:
+        return
+    hi = np.asarray(labels.shape) - 1
+    neigh = []
+    for ax in range(3):
+        for step in (-1, 1):
+            q = pts.copy()
+            q[:, ax] += step
+            outside = (q[:, ax] < 0) | (q[:, ax] > hi[ax])
+            q[:, ax] = np.clip(q[:, ax], 0, hi[ax])
+            neigh.append(np.where(outside, -1, labels[q[:, 0], q[:, 1], q[:, 2]].astype(np.int32)))
+    neigh = np.stack(neigh, axis=1)  # N x 6, -1 beyond the volume's edge
+    own = labels[pts[:, 0], pts[:, 1], pts[:, 2]].astype(np.int32)
+    lone = ~(neigh == own[:, None]).any(axis=1)
+    if len(keep):
+        lone &= ~np.isin(own, list(keep))
+    if not lone.any():
+        return
+    nb = neigh[lone]
+    votes = (nb[:, :, None] == nb[:, None, :]).sum(axis=2) * (nb >= 0)  # each neighbour label's count
+    p = pts[lone]
+    labels[p[:, 0], p[:, 1], p[:, 2]] = nb[np.arange(len(nb)), votes.argmax(axis=1)]
 
 
 @dataclass
@@ -591,11 +628,11 @@ def run_model(
     check(cancel)
     t4 = time.perf_counter()
     report(progress, 0.92, "back to the source grid")
+    names = bundle.channel_names
+    vessels = [names.index(n) for n in bundle.contrast_vessels if n in names]
     src = to_source(post, probs, grid, volume, refine=refine, cancel=cancel,
-                    hu_weight=bundle.hu_refine_weight if postprocessing else 0.0)
+                    hu_weight=bundle.hu_refine_weight if postprocessing else 0.0, keep_lone=vessels)
     if postprocessing and bundle.contrast_vessels:
-        names = bundle.channel_names
-        vessels = [names.index(n) for n in bundle.contrast_vessels if n in names]
         thin = [names.index(n) for n in bundle.thin_vessels if n in names]
         src = refine_contrast_vessels(src, volume, grid, post, vessels, grow_channels=thin,
                                       grow_mm=bundle.thin_vessel_grow_mm)

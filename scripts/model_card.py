@@ -270,7 +270,9 @@ non-contrast scan; other structures' voxels are never taken), and the `thin_vess
 ({", ".join(pp.get('thin_vessels', []))}) are followed up to {pp.get('thin_vessel_grow_mm', 0):g} mm
 further by geodesic growth through voxels between that threshold and bone-bright HU that are
 unlabelled or in a structure whose own 90th HU percentile is below the threshold (a bright tube in the
-brain is a vessel). Per
+brain is a vessel); bright pieces of at least 0.075 ml lying wholly inside such structures, touching
+nothing but them, background and vessels, become that vessel too (a cerebral artery the network did
+not see at all). Per
 structure: volume (ml) and confidence (mean softmax probability inside the mask). The result's label
 table lists only the structures found. Weights are loaded with
 `torch.load(weights_only=True)` after a sha256 check against `surgtwin.weights_sha256`.

@@ -230,3 +230,20 @@ def test_lone_voxels_left_by_the_hu_refinement_take_their_neighbours_label():
     _fill_isolated(lab, pts, keep=(3,))
     assert lab[2, 2, 2] == 1 and lab[0, 0, 0] == 1
     assert lab[4, 4, 1] == 3 and lab[1, 4, 4] == 2 and lab[1, 4, 3] == 2
+
+
+def test_a_bright_piece_enclosed_by_soft_tissue_becomes_the_vessel_one_touching_bone_does_not():
+    from surgtwin.core.segmentation.inference import _enclosed_bright
+
+    lab = np.full((20, 20, 20), 2, np.uint8)  # a soft structure (e.g. brain), 30 HU
+    hu = np.full(lab.shape, 30, np.int16)
+    hu[5:7, 5:7, 3:12] = 300  # a vessel segment the network missed (36 voxels)
+    lab[14:18, 14:18, 14:18] = 3  # bone
+    hu[14:18, 14:18, 14:18] = 1000
+    hu[12:14, 15, 15] = 300  # partial volume next to the bone (2 voxels, touches it)
+    hu[15:17, 3:5, 3:11] = 300  # another piece, touching nothing but structure 2 (32 voxels)
+    hu[10, 10, 10] = 300  # a one-voxel bright speck: too small
+    _enclosed_bright(lab, hu, 1, takeable=[2], vch=[1], lo=160.0, hi=600.0, min_voxels=5)
+    assert (lab[5:7, 5:7, 3:12] == 1).all() and (lab[15:17, 3:5, 3:11] == 1).all()
+    assert (lab[12:14, 15, 15] == 2).all() and lab[10, 10, 10] == 2
+    assert (lab[14:18, 14:18, 14:18] == 3).all()

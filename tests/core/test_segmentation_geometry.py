@@ -243,7 +243,8 @@ def test_a_bright_piece_enclosed_by_soft_tissue_becomes_the_vessel_one_touching_
     hu[12:14, 15, 15] = 300  # partial volume next to the bone (2 voxels, touches it)
     hu[15:17, 3:5, 3:11] = 300  # another piece, touching nothing but structure 2 (32 voxels)
     hu[10, 10, 10] = 300  # a one-voxel bright speck: too small
-    _enclosed_bright(lab, hu, 1, takeable=[2], vch=[1], lo=160.0, hi=600.0, min_voxels=5)
+    # vessel channels above every label present (channel 29 here) must not break it
+    _enclosed_bright(lab, hu, 1, takeable=[2], vch=[1, 29], lo=160.0, hi=600.0, min_voxels=5)
     assert (lab[5:7, 5:7, 3:12] == 1).all() and (lab[15:17, 3:5, 3:11] == 1).all()
     assert (lab[12:14, 15, 15] == 2).all() and lab[10, 10, 10] == 2
     assert (lab[14:18, 14:18, 14:18] == 3).all()

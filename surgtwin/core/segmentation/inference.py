@@ -351,8 +351,9 @@ def _enclosed_bright(lab, hu, c, takeable, vch, lo, hi, min_voxels):
     ok = sizes >= min_voxels
     ok[0] = False
     # pieces touching any other structure (bone, blood pool) are partial volume of it, not vessels
-    allowed = np.zeros(int(lab.max()) + 1, bool)
-    allowed[[0, *takeable, *vch]] = True
+    ok_ids = [0, *takeable, *vch]
+    allowed = np.zeros(max(int(lab.max()), *ok_ids) + 1, bool)
+    allowed[ok_ids] = True
     ring = ndimage.grey_dilation(comp, size=3)  # each piece's id spread one voxel out
     bad = np.unique(ring[(ring > 0) & ~allowed[lab] & (comp == 0)])
     ok[bad] = False

@@ -70,3 +70,20 @@ def test_dice_on_unseen_phantom(bundle, kind, minimum):
     # report: volumes and confidences are there for every structure found
     for s in res.structures:
         assert s.volume_ml > 0 and 0.0 < s.confidence <= 1.0
+
+
+def test_nan_voxels_are_air_and_raw_values_are_flagged(bundle):
+    """One NaN would otherwise blank the whole result; an un-rescaled CT gets a warning."""
+    from dataclasses import replace
+
+    case, truth = _case("cardiac-cta", 9100)
+    arr = case.ct.array.astype(np.float32)
+    arr[0, 0, :5] = np.nan
+    res = segment(replace(case.ct, array=arr), bundle=bundle)
+    assert any("NaN" in w for w in res.warnings)
+    lv = bundle.channel_names.index("left_ventricle")
+    lv_value = int(bundle.channel_values[lv])
+    assert _dice(res.labels.array == lv_value, truth == lv) > 0.9
+    raw = replace(case.ct, array=(case.ct.array.astype(np.int32) + 1024).clip(0).astype(np.uint16))
+    assert any("raw stored values" in w for w in segment(raw, method="classical").warnings)
+    assert not segment(case.ct, method="classical").warnings

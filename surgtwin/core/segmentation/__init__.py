@@ -120,6 +120,32 @@ def structure_reports(labels: LabelMap, confidences: dict[int, float] | None = N
     return out
 
 
+#: a CT with air in the field of view has voxels near -1000 HU; none below this suggests raw stored
+#: values (rescale slope/intercept not applied) when the scan is larger than a small crop
+RAW_VALUES_MIN_HU = -200.0
+
+
+def _checked_input(volume: Volume) -> tuple[Volume, list[str]]:
+    """Non-finite voxels become air (with a warning: one NaN would otherwise blank the whole
+    result); a CT without a single voxel below -200 HU gets a warning that its values may be raw."""
+    from dataclasses import replace
+
+    warnings = []
+    arr = volume.array
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        n_bad = int(bad.sum())
+        if n_bad:
+            arr = np.where(bad, np.asarray(-1024.0, arr.dtype), arr)
+            volume = replace(volume, array=arr)
+            warnings.append(f"{n_bad} voxels were not numbers (NaN/inf) and were treated as air (-1024 HU)")
+    if (volume.modality or "CT").upper() == "CT" and arr.size >= 32**3 and float(arr.min()) > RAW_VALUES_MIN_HU:
+        warnings.append(f"no voxel is below {RAW_VALUES_MIN_HU:.0f} HU (minimum {float(arr.min()):.0f}): if these "
+                        "are raw stored values, apply the rescale slope/intercept first (DICOM loading does); "
+                        "labels may be wrong")
+    return volume, warnings
+
+
 def segment(
     volume: Volume,
     *,
@@ -138,13 +164,14 @@ def segment(
     """
     if not isinstance(volume, Volume):
         raise SurgtwinError(f"segment() needs a Volume, got {type(volume).__name__}")
+    volume, input_warnings = _checked_input(volume)
     if method == "classical":
         from surgtwin.core.segmentation.classical import segment_classical
 
         t0 = time.perf_counter()
         labels = segment_classical(volume, progress=progress, cancel=cancel, **options)
         return SegmentationResult(labels, structure_reports(labels), "classical",
-                                  timings_s={"total": time.perf_counter() - t0})
+                                  timings_s={"total": time.perf_counter() - t0}, warnings=input_warnings)
     if method != "model":
         raise SurgtwinError(f"unknown segmentation method {method!r}", hint="use 'model' or 'classical'")
     from surgtwin.core.segmentation.bundle import Bundle
@@ -177,6 +204,6 @@ def segment(
     by_value = np.zeros(int(lut.max(initial=0)) + 1, np.int64)
     np.add.at(by_value, lut, n_src[:len(lut)])
     res = SegmentationResult(labels, structure_reports(labels, conf, by_value), "model", model=f"{b.name} {b.version}",
-                             timings_s=out.timings_s, warnings=list(b.warnings))
+                             timings_s=out.timings_s, warnings=[*input_warnings, *b.warnings])
     report(progress, 1.0, "done")
     return res

@@ -107,7 +107,7 @@ def _tube_case(lumen_hu):
     """A 2.5 mm-radius tube along the slice axis on a 1 mm source grid, and the 3 mm model grid's view."""
     from scipy import ndimage
 
-    from surgtwin.core.segmentation.inference import refine_contrast_vessels
+    from surgtwin.core.segmentation.vessels import refine_contrast_vessels
 
     shape = (30, 48, 48)
     jj, ii = np.mgrid[0:48, 0:48]
@@ -190,7 +190,7 @@ def test_thin_vessel_grows_along_the_lumen_into_soft_tissue_but_not_bone():
     """The network saw the first 10 mm of a 60 mm contrast tube running through an organ (channel 2,
     40 HU); growth follows the lumen 12 mm further, taking the organ's bright voxels, and stops there.
     A bone (1200 HU) touching the tube is never taken."""
-    from surgtwin.core.segmentation.inference import refine_contrast_vessels
+    from surgtwin.core.segmentation.vessels import refine_contrast_vessels
 
     shape = (60, 30, 30)  # 1 mm grid, the tube along axis 0
     jj, ii = np.mgrid[0:30, 0:30]
@@ -233,7 +233,7 @@ def test_lone_voxels_left_by_the_hu_refinement_take_their_neighbours_label():
 
 
 def test_a_bright_piece_enclosed_by_soft_tissue_becomes_the_vessel_one_touching_bone_does_not():
-    from surgtwin.core.segmentation.inference import _enclosed_bright
+    from surgtwin.core.segmentation.vessels import _enclosed_bright
 
     lab = np.full((20, 20, 20), 2, np.uint8)  # a soft structure (e.g. brain), 30 HU
     hu = np.full(lab.shape, 30, np.int16)

@@ -362,10 +362,12 @@ def to_source(
             base = np.clip(np.floor(q).astype(np.int64), 0, hi)
             frac = np.clip(q - base, 0.0, 1.0).astype(np.float32)
         sel = mixed[base[:, 0], base[:, 1], base[:, 2]]
+        bins = None
         if loglik is not None:  # also a voxel next to a boundary whose HU is atypical for its label
             bins = _hu_bin(hu_src[pts[:, 0], pts[:, 1], pts[:, 2]])
             cur = nearest[pts[:, 0], pts[:, 1], pts[:, 2]].astype(np.int64)
             sel |= loglik_np[bins, cur] < atypical[cur]
+            bins = bins[sel]
         if not sel.any():
             continue
         pts, base, frac = pts[sel], base[sel], frac[sel]
@@ -380,7 +382,7 @@ def to_source(
                 acc = term if acc is None else acc.add_(term)
             if loglik is not None:
                 acc = acc.clamp_(min=1e-4).log_()
-                acc.add_(loglik.index_select(0, torch.from_numpy(_hu_bin(hu_src[pts[:, 0], pts[:, 1], pts[:, 2]]))))
+                acc.add_(loglik.index_select(0, torch.from_numpy(bins)))
             lab = acc.argmax(dim=1).numpy().astype(nearest.dtype)
         if loglik is not None:
             moved = nearest[pts[:, 0], pts[:, 1], pts[:, 2]] != lab

@@ -248,6 +248,19 @@ def _hu_bin(hu: np.ndarray) -> np.ndarray:
     return np.clip(((hu.astype(np.float32) - HU_BIN_LO) / HU_BIN_W).astype(np.int64), 0, HU_BINS - 1)
 
 
+def label_hu_histogram(labels: np.ndarray, hu: np.ndarray, n: int, *, step: int = 2,
+                       where: np.ndarray | None = None) -> np.ndarray:
+    """Per label value 0..n-1, the histogram of HU (``HU_BINS`` bins of 8 HU) over every ``step``-th
+    voxel along each axis (``where``: only those voxels)."""
+    sub = (slice(None, None, step),) * 3
+    lab = labels[sub].astype(np.int64).ravel()
+    b = _hu_bin(hu[sub]).ravel()
+    if where is not None:
+        keep = where[sub].astype(bool).ravel()
+        lab, b = lab[keep], b[keep]
+    return np.bincount(lab * HU_BINS + b, minlength=n * HU_BINS)[:n * HU_BINS].reshape(n, HU_BINS)
+
+
 def hu_log_likelihood(hu: np.ndarray, labels: np.ndarray, edge: np.ndarray, n_ch: int, *,
                       step: int = 2, min_interior: int = 200) -> np.ndarray:
     """Per structure, the log density of HU in this scan (HU_BINS x n_ch), from the source voxels the
@@ -256,12 +269,8 @@ def hu_log_likelihood(hu: np.ndarray, labels: np.ndarray, edge: np.ndarray, n_ch
     structure that is there; one with no voxels at all gets a prohibitive score."""
     from scipy import ndimage
 
-    sub = (slice(None, None, step),) * 3
-    lab = labels[sub].astype(np.int64).ravel()
-    b = _hu_bin(hu[sub]).ravel()
-    inner = ~edge[sub].astype(bool).ravel()
-    h_in = np.bincount(lab[inner] * HU_BINS + b[inner], minlength=n_ch * HU_BINS).reshape(n_ch, HU_BINS)
-    h_all = np.bincount(lab * HU_BINS + b, minlength=n_ch * HU_BINS).reshape(n_ch, HU_BINS)
+    h_in = label_hu_histogram(labels, hu, n_ch, step=step, where=edge == 0)
+    h_all = label_hu_histogram(labels, hu, n_ch, step=step)
     h = np.where((h_in.sum(1) >= min_interior)[:, None], h_in, h_all).astype(np.float64)
     h = ndimage.gaussian_filter1d(h, 2.0, axis=1, mode="constant")
     tot = h.sum(1, keepdims=True)

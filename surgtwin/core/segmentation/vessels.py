@@ -11,10 +11,9 @@ import numpy as np
 from surgtwin.core.segmentation.inference import (
     HU_BIN_LO,
     HU_BIN_W,
-    HU_BINS,
     _axis_map,
-    _hu_bin,
     _nearest_index,
+    label_hu_histogram,
 )
 from surgtwin.core.types import Volume
 
@@ -61,11 +60,7 @@ def _band_on_source(band: np.ndarray, grid: Volume, volume: Volume, margin: int)
 
 def _label_hu_percentiles(lab: np.ndarray, hu: np.ndarray, qs, step: int = 2):
     """Per label value, HU percentiles ``qs`` (8 HU bins, every ``step``-th voxel; inf where absent)."""
-    sub = (slice(None, None, step),) * 3
-    n = int(lab.max()) + 1
-    hist = np.bincount(lab[sub].astype(np.int64).ravel() * HU_BINS + _hu_bin(hu[sub]).ravel(),
-                       minlength=n * HU_BINS).reshape(n, HU_BINS)
-    cum = np.cumsum(hist, axis=1)
+    cum = np.cumsum(label_hu_histogram(lab, hu, int(lab.max()) + 1, step=step), axis=1)
     total = cum[:, -1:]
     out = []
     for q in qs:

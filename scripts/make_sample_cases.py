@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Regenerate the committed sample cases under sample_dicom/ (byte-identical for the same library
+"""Regenerate the committed sample cases under surgtwin/data/samples/ (byte-identical for the same library
 versions): a thin CLI over ``surgtwin.core.phantom``.
 
-    python scripts/make_sample_cases.py                 # all three cases into sample_dicom/
+    python scripts/make_sample_cases.py                 # all three cases into surgtwin/data/samples/
     python scripts/make_sample_cases.py --out /tmp/x --case head
 """
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-#: the committed cases: kind -> (seed, pixel_mm, slice_mm); sized to keep sample_dicom/ under 40 MB
+#: the committed cases: kind -> (seed, pixel_mm, slice_mm); sized to keep surgtwin/data/samples/ under 40 MB
 SAMPLE_CASES = {
     "abdomen-pelvis": (11, 1.5, 3.0),
     "cardiac-cta": (7, 0.8, 1.25),
@@ -29,7 +29,9 @@ def main(argv=None) -> int:
     from surgtwin.core.phantom import generate_case, write_case
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "sample_dicom", help="output folder (default sample_dicom/)")
+    from surgtwin.resources import sample_root
+
+    ap.add_argument("--out", type=Path, default=sample_root(), help="output folder (default surgtwin/data/samples/)")
     ap.add_argument("--case", action="append", choices=sorted(SAMPLE_CASES), help="only this case (repeatable)")
     args = ap.parse_args(argv)
     for kind in args.case or list(SAMPLE_CASES):

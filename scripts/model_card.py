@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-B = ROOT / "assets/models/surgtwin_ct_multiorgan"
+sys.path.insert(0, str(ROOT))
+from surgtwin.resources import bundled_model_dir  # noqa: E402
+
+B = bundled_model_dir() / "surgtwin_ct_multiorgan"
 bench = json.load(open(sys.argv[1]))
 benchtxt = Path(sys.argv[2]).read_text()
 meta = json.loads((B / "configs/metadata.json").read_text())

@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import seg_data  # noqa: E402
 
+from surgtwin.resources import bundled_model_dir  # noqa: E402
+
 BUNDLE_NAME = "surgtwin_ct_multiorgan"
 HU_WINDOW = (-1000.0, 1500.0)
 VALUE_RANGE = (-1.0, 1.0)
@@ -47,7 +49,7 @@ ORGAN_HU = {"liver": (40, 70, 80, 170), "spleen": (30, 55, 90, 200), "kidney_lef
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(ROOT / "assets" / "models" / BUNDLE_NAME))
+    p.add_argument("--out", default=str(bundled_model_dir() / BUNDLE_NAME))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--phantoms-per-kind", type=int, default=6)
     p.add_argument("--phantom-seed-base", type=int, default=1000, help="training phantoms use seeds base..base+n-1")

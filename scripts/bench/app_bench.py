@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Desktop-app figures: cold start to first painted window, MPR slice change, 3D frame time.
 
-    python scripts/bench/app_bench.py [--json OUT.json] [--case sample_dicom/<case>]
+    python scripts/bench/app_bench.py [--json OUT.json] [--case surgtwin/data/samples/<case>]
 
 Needs an X server for the 3D view; without DISPLAY it re-runs itself under ``xvfb-run``.
 Goals (issue 6): cold start <= 2.5 s; MPR slice change <= 30 ms on 512x512x300.

@@ -33,6 +33,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import seg_data  # noqa: E402
 
+from surgtwin.resources import bundled_model_dir  # noqa: E402
+
 
 def dice(a, b):
     s = int(a.sum()) + int(b.sum())
@@ -243,7 +245,7 @@ def timing(bundle_dir, threads):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", default=str(ROOT / "assets" / "models" / "surgtwin_ct_multiorgan"))
+    p.add_argument("--bundle", default=str(bundled_model_dir() / "surgtwin_ct_multiorgan"))
     p.add_argument("--seeds", type=int, nargs="+", default=[9000, 9001, 9002, 9003, 9004])
     p.add_argument("--pixel-mm", type=float, default=2.5)
     p.add_argument("--slice-mm", type=float, default=2.5)

@@ -49,12 +49,9 @@ class SampleCase:
 
 
 def sample_root() -> Path:
-    import os
+    from surgtwin import resources
 
-    env = os.environ.get("SURGTWIN_SAMPLES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "sample_dicom"
+    return resources.sample_root()
 
 
 def sample_cases(root: Path | None = None) -> list[SampleCase]:

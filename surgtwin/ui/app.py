@@ -51,7 +51,7 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
     if target is not None:
         win.open_path(target)
     else:
-        win.statusBar().showMessage("No sample cases found (sample_dicom/). Use File → Open to load an image, or drop "
+        win.statusBar().showMessage("No sample cases found (surgtwin/data/samples/). Use File → Open to load an image, or drop "
                                     "a DICOM folder on the window.")
     state = {"shot": False, "idle_since": None, "frames_at_mesh": None}
     v3 = win.views.view3d

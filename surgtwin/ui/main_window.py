@@ -240,7 +240,7 @@ class MainWindow(QMainWindow):
         for c in cases:
             self.samples_menu.addAction(c.name, lambda p=c.folder: self.open_path(p))
         if not cases:
-            a = self.samples_menu.addAction("(no sample cases in sample_dicom/)")
+            a = self.samples_menu.addAction("(no sample cases in surgtwin/data/samples/)")
             a.setEnabled(False)
 
     def _fill_recent(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,9 @@ import pytest
 from surgtwin.core.dicom.write import write_ct_series
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.types import Volume
+from surgtwin.resources import sample_root
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "sample_dicom"
+SAMPLES = sample_root()
 
 
 def _volume(shape=(4, 24, 20)):
@@ -108,7 +107,7 @@ def test_committed_series_valid_and_synthetic(kind):
     pydicom = pytest.importorskip("pydicom")
     files = sorted((SAMPLES / kind / "dicom").glob("*.dcm"))
     if not files:
-        pytest.skip("sample_dicom/ not generated")
+        pytest.skip("sample cases not generated")
     for p in (files[0], files[len(files) // 2], files[-1]):
         report = _dciodvfy(p)
         assert "Error" not in report, f"{p}: {report}"

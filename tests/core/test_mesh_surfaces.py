@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import Cancelled, CancelToken
 from surgtwin.core.types import Label, LabelMap, LabelTable
+from surgtwin.resources import sample_root
 
 SAMPLE_CASES = ("abdomen-pelvis", "cardiac-cta", "head")
-SAMPLE_ROOT = Path(__file__).resolve().parents[2] / "sample_dicom"
+SAMPLE_ROOT = sample_root()
 
 
 def rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:

@@ -11,9 +11,10 @@ import pytest
 
 from surgtwin.core.phantom import CASE_KINDS, generate_case, label_table, write_case
 from surgtwin.core.phantom.cardiac import ellipse_perimeter
+from surgtwin.resources import sample_root
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "sample_dicom"
+SAMPLES = sample_root()
 
 
 def _read_case(kind):
@@ -125,7 +126,7 @@ def test_make_sample_cases_regenerates_committed_files_byte_identically(tmp_path
     import importlib.util
 
     if not (SAMPLES / "head" / "dicom").is_dir():
-        pytest.skip("sample_dicom/ not generated")
+        pytest.skip("sample cases not generated")
     spec = importlib.util.spec_from_file_location("msc", ROOT / "scripts" / "make_sample_cases.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -147,7 +148,7 @@ def _median(ct, lab, table, name):
 
 def test_committed_cases_total_size_under_40_mb():
     if not SAMPLES.is_dir():
-        pytest.skip("sample_dicom/ not generated")
+        pytest.skip("sample cases not generated")
     total = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file())
     assert total <= 40 * 1024 * 1024
 

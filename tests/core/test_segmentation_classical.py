@@ -75,13 +75,12 @@ def test_classical_on_a_phantom():
 
 def test_classical_keeps_the_brain_out_of_the_skull_bone():
     """Marrow filling takes narrow cavities only: the cranium must not be filled with 'bone'."""
-    from pathlib import Path
-
     import surgtwin
     from surgtwin.core.segmentation.classical import segment_classical
     from surgtwin.core.types import LabelTable
+    from surgtwin.resources import sample_root
 
-    case = Path(__file__).resolve().parents[2] / "sample_dicom" / "head"
+    case = sample_root() / "head"
     if not (case / "labels.nii.gz").exists():
         pytest.skip("sample case 'head' not generated")
     ct = surgtwin.load_volume(case / "dicom")

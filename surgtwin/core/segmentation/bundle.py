@@ -436,13 +436,15 @@ def _default_color(c: int) -> tuple[int, int, int]:
 
 
 def default_bundle_dir() -> Path:
-    """The bundled model shipped with surgtwin (``assets/models/surgtwin_ct_multiorgan``)."""
+    """The bundled model shipped with surgtwin (``surgtwin/data/models/surgtwin_ct_multiorgan``, package data)."""
     import os
 
     env = os.environ.get("SURGTWIN_MODEL_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "assets" / "models" / DEFAULT_BUNDLE_NAME
+    from surgtwin import resources
+
+    return resources.bundled_model_dir() / DEFAULT_BUNDLE_NAME
 
 
 DEFAULT_BUNDLE_NAME = "surgtwin_ct_multiorgan"

@@ -1,0 +1,29 @@
+"""Bundled resources (the segmentation model bundle and the sample cases), found as package data.
+
+Both live under ``surgtwin/data/`` and are located through ``importlib.resources.files("surgtwin")``,
+so a source checkout, an installed wheel and a frozen (PyInstaller) build find them the same way:
+the build only has to ship ``surgtwin/data`` beside the package.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+
+
+def _data_dir() -> Path:
+    return Path(str(files("surgtwin") / "data"))
+
+
+def bundled_model_dir() -> Path:
+    """The folder holding the bundled segmentation model bundles (``surgtwin/data/models``)."""
+    return _data_dir() / "models"
+
+
+def sample_root() -> Path:
+    """The folder of bundled sample cases (``<case>/dicom/``); ``SURGTWIN_SAMPLES`` overrides it."""
+    env = os.environ.get("SURGTWIN_SAMPLES")
+    if env:
+        return Path(env)
+    return _data_dir() / "samples"

@@ -11,7 +11,8 @@ from surgtwin.core.errors import SurgtwinError
 ITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
-def _is_itk_file(path: Path) -> bool:
+def is_itk_file(path: Path) -> bool:
+    """Whether ``path`` has a suffix read through SimpleITK (NIfTI, NRRD, MetaImage)."""
     name = path.name.lower()
     return any(name.endswith(s) for s in ITK_SUFFIXES)
 
@@ -22,7 +23,7 @@ def load_volume(path, *, series_uid: str | None = None, allow_resample: bool = T
     p = Path(path)
     if not p.exists():
         raise SurgtwinError("no such file or folder", path=p)
-    if p.is_file() and _is_itk_file(p):
+    if p.is_file() and is_itk_file(p):
         return _load_itk(p)
     from surgtwin.core.dicom import load_series
 
@@ -75,7 +76,7 @@ def save_volume(volume, path) -> Path:
     from surgtwin.core.geometry import volume_to_sitk
 
     p = Path(path)
-    if not _is_itk_file(p):
+    if not is_itk_file(p):
         raise SurgtwinError("unsupported output format", path=p, hint="use .nii.gz, .nrrd or .mha")
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(p.suffixes[-2:]) if p.name.lower().endswith(".nii.gz") else p.suffix

@@ -20,10 +20,10 @@ def run(args) -> int:
     from pathlib import Path
 
     from surgtwin.cli.progress_bar import ProgressBar
-    from surgtwin.core.io import _is_itk_file, load_volume
+    from surgtwin.core.io import is_itk_file, load_volume
 
     path = Path(args.path)
-    if path.is_file() and _is_itk_file(path):
+    if path.is_file() and is_itk_file(path):
         vol = load_volume(path)
         from surgtwin.core.geometry import orientation_code
 

@@ -166,9 +166,9 @@ def _write_vtp(mesh: StructureMesh, path: Path) -> None:
     import vtk
     from vtk.util import numpy_support
 
-    from surgtwin.core.mesh.surfaces import _polydata
+    from surgtwin.core.mesh.surfaces import polydata
 
-    poly = _polydata(mesh.vertices, mesh.faces)
+    poly = polydata(mesh.vertices, mesh.faces)
     normals = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
     arr = numpy_support.numpy_to_vtk(np.ascontiguousarray(normals, dtype=np.float32), deep=True)
     arr.SetName("Normals")
@@ -189,7 +189,7 @@ def _write_vtp(mesh: StructureMesh, path: Path) -> None:
 def _read_vtp(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import vtk
 
-    from surgtwin.core.mesh.surfaces import _polydata_arrays
+    from surgtwin.core.mesh.surfaces import polydata_arrays
 
     r = vtk.vtkXMLPolyDataReader()
     r.SetFileName(str(path))
@@ -197,7 +197,7 @@ def _read_vtp(path: Path) -> tuple[np.ndarray, np.ndarray]:
     tri = vtk.vtkTriangleFilter()
     tri.SetInputData(r.GetOutput())
     tri.Update()
-    return _polydata_arrays(tri.GetOutput())
+    return polydata_arrays(tri.GetOutput())
 
 
 def read_mesh_arrays(path, *, fmt: str | None = None) -> tuple[np.ndarray, np.ndarray]:

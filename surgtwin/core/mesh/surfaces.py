@@ -97,7 +97,8 @@ def _image_data(arr: np.ndarray, origin_ijk=(0.0, 0.0, 0.0)):
     return img
 
 
-def _polydata_arrays(poly) -> tuple[np.ndarray, np.ndarray]:
+def polydata_arrays(poly) -> tuple[np.ndarray, np.ndarray]:
+    """(points (N, 3) float64, triangles (M, 3) int64) of a VTK triangle polydata."""
     from vtk.util import numpy_support
 
     if poly.GetNumberOfPoints() == 0:
@@ -107,7 +108,8 @@ def _polydata_arrays(poly) -> tuple[np.ndarray, np.ndarray]:
     return pts, conn.reshape(-1, 3)
 
 
-def _polydata(points: np.ndarray, faces: np.ndarray):
+def polydata(points: np.ndarray, faces: np.ndarray):
+    """A ``vtkPolyData`` of the triangles ``faces`` (M, 3) over ``points`` (N, 3)."""
     import vtk
     from vtk.util import numpy_support
 
@@ -156,11 +158,11 @@ def _decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.
     if target <= 0 or len(faces) <= target:
         return vertices, faces
     f = vtk.vtkQuadricDecimation()
-    f.SetInputData(_polydata(vertices, faces))
+    f.SetInputData(polydata(vertices, faces))
     f.SetTargetReduction(1.0 - target / len(faces))
     f.VolumePreservationOn()
     f.Update()
-    v2, f2 = _polydata_arrays(f.GetOutput())
+    v2, f2 = polydata_arrays(f.GetOutput())
     if len(f2) and np.sign(_signed_volume(v2, f2)) != np.sign(_signed_volume(vertices, faces)):
         f2 = f2[:, ::-1].copy()
     return v2, f2
@@ -245,7 +247,7 @@ def _structure_surface_binary_nets(arr: np.ndarray, value: int, smoothing_iterat
     nets.SetOutputMeshTypeToTriangles()
     nets.Update()
     poly = _smooth(nets.GetOutput(), smoothing_iterations, pass_band)
-    pts, tris = _polydata_arrays(poly)
+    pts, tris = polydata_arrays(poly)
     if len(tris) and _signed_volume(pts, tris) < 0:
         tris = tris[:, ::-1].copy()
     return pts, tris, added
@@ -272,7 +274,7 @@ def _structure_surface_flying_edges(arr: np.ndarray, value: int, smoothing_itera
     clean.SetInputConnection(fe.GetOutputPort())
     clean.Update()
     poly = _smooth(clean.GetOutput(), smoothing_iterations, pass_band)
-    pts, tris = _polydata_arrays(poly)
+    pts, tris = polydata_arrays(poly)
     if len(tris) and _signed_volume(pts, tris) < 0:
         tris = tris[:, ::-1].copy()
     return pts, tris
@@ -361,7 +363,7 @@ def surfaces_from_labels(
     check(cancel)
     report(progress, 0.35, "orienting")
 
-    pts_raw, tris = _polydata_arrays(raw)
+    pts_raw, tris = polydata_arrays(raw)
     bl = numpy_support.vtk_to_numpy(raw.GetCellData().GetArray("BoundaryLabels")).astype(np.int64).reshape(-1, 2)
     flip0 = _orientation_flip(pts_raw, tris, bl, work, pad)
     # triangles grouped by the label on each side (one stable sort instead of a scan per label)
@@ -379,7 +381,7 @@ def surfaces_from_labels(
     check(cancel)
     report(progress, 0.45, "smoothing")
     smoothed = _smooth(raw, smoothing_iterations, pass_band)
-    pts_ijk, _ = _polydata_arrays(smoothed)
+    pts_ijk, _ = polydata_arrays(smoothed)
     if len(pts_ijk) != len(pts_raw):
         raise RuntimeError("smoothing changed the number of points")  # programming error
     affine = labelmap.affine
@@ -403,7 +405,7 @@ def surfaces_from_labels(
             flip = ~flip
         f = tris[np.concatenate([r0, r1])]
         f = np.where(flip[:, None], f[:, ::-1], f)
-        used, faces = _compact_ids(f, len(pts_lps))
+        used, faces = compact_ids(f, len(pts_lps))
         verts = pts_lps[used]
         method = "surface-nets"
         contact_note: list[str] = []
@@ -451,7 +453,7 @@ def _repair(verts, faces):
     return repair_mesh(verts, faces)
 
 
-def _compact_ids(cells: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+def compact_ids(cells: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
     """(used ids, cells renumbered 0..len(used)-1) without sorting (ids are < n_ids)."""
     mark = np.zeros(n_ids, bool)
     mark[cells.ravel()] = True

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surgtwin.core.errors import SurgtwinError
-from surgtwin.core.mesh.surfaces import _compact_ids
+from surgtwin.core.mesh.surfaces import compact_ids
 from surgtwin.core.progress import CancelToken, ProgressFn, check, report
 
 #: Kuhn split of the unit cube (corner bits: k=4, j=2, i=1): one tetrahedron per axis permutation
@@ -272,7 +272,7 @@ def tet_mesh(
     check(cancel)
     report(progress, 0.45, f"tet mesh: {len(tets)} elements")
 
-    used, elements = _compact_ids(tets, int(np.prod(node_shape)))
+    used, elements = compact_ids(tets, int(np.prod(node_shape)))
     q0 = flat_q(used)  # cropped index coords of the nodes (undisplaced)
     A = labelmap.affine[:3, :3]
     origin = labelmap.affine[:3, 3] + A @ lo

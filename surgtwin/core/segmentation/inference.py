@@ -202,7 +202,7 @@ class AxisMap(NamedTuple):
     coords: list
 
 
-def _axis_map(grid: Volume, source: Volume) -> AxisMap | None:
+def axis_map(grid: Volume, source: Volume) -> AxisMap | None:
     """When every source axis runs along one model axis (the usual case: both grids axis-aligned),
     the per-axis mapping from source to model indices; else None (oblique: resample in 3D)."""
     m = np.linalg.inv(grid.affine) @ source.affine
@@ -218,7 +218,8 @@ def _axis_map(grid: Volume, source: Volume) -> AxisMap | None:
     return AxisMap(perm, np.argsort(perm), coords)
 
 
-def _nearest_index(q: np.ndarray) -> np.ndarray:
+def nearest_index(q: np.ndarray) -> np.ndarray:
+    """Continuous indices rounded to the nearest voxel (halves up), as int64."""
     return np.floor(q + 0.5).astype(np.int64)
 
 
@@ -229,7 +230,7 @@ def _nearest_separable(arr: np.ndarray, amap: AxisMap) -> np.ndarray:
     idx = []
     for c in range(3):
         r = amap.inv[c]
-        n = _nearest_index(amap.coords[r])
+        n = nearest_index(amap.coords[r])
         idx.append(np.where((n >= 0) & (n < arr.shape[r]), n + 1, 0))
     return padded[np.ix_(*idx)]
 
@@ -307,7 +308,7 @@ def to_source(
     from surgtwin.core.geometry import resample_to
 
     lab_dtype = np.uint8 if channels.max() < 256 else np.uint16
-    amap = _axis_map(grid, source)
+    amap = axis_map(grid, source)
     empty = source.with_array(np.zeros(source.shape, np.uint8))
 
     def nearest_of(arr):

@@ -11,9 +11,9 @@ import numpy as np
 from surgtwin.core.segmentation.inference import (
     HU_BIN_LO,
     HU_BIN_W,
-    _axis_map,
-    _nearest_index,
+    axis_map,
     label_hu_histogram,
+    nearest_index,
 )
 from surgtwin.core.types import Volume
 
@@ -31,7 +31,7 @@ def _band_on_source(band: np.ndarray, grid: Volume, volume: Volume, margin: int)
     nz = np.nonzero(band)
     lo = [int(x.min()) for x in nz]
     hi = [int(x.max()) for x in nz]
-    amap = _axis_map(grid, volume)
+    amap = axis_map(grid, volume)
     if amap is None:  # oblique: resample the whole band, then crop
         from surgtwin.core.geometry import resample_to
 
@@ -47,7 +47,7 @@ def _band_on_source(band: np.ndarray, grid: Volume, volume: Volume, margin: int)
     block, take = [], []
     for c in range(3):
         r = amap.inv[c]
-        n = _nearest_index(amap.coords[r])
+        n = nearest_index(amap.coords[r])
         inside = (n >= lo[r]) & (n <= hi[r])
         sel = np.nonzero(inside)[0]
         if len(sel) == 0:

@@ -11,7 +11,12 @@ Public API::
 """
 
 from surgtwin.core.phantom.case import (
-    CASE_KINDS, GENERATOR_VERSION, PhantomCase, generate_case, provenance_text, write_case,
+    CASE_KINDS,
+    GENERATOR_VERSION,
+    PhantomCase,
+    generate_case,
+    provenance_text,
+    write_case,
 )
 from surgtwin.core.phantom.labels import L as LABEL_VALUES
 from surgtwin.core.phantom.labels import label_table

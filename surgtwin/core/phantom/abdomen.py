@@ -11,10 +11,19 @@ import numpy as np
 from surgtwin.core.phantom.ct import Tissue
 from surgtwin.core.phantom.labels import L
 from surgtwin.core.phantom.shapes import (
-    Canvas, Implicit, Intersect, Offset, Subtract, Tube, Union, Warp, ellipsoid, frame_from_axis,
-    halfspace_mask, rotation, smin, smooth_noise,
+    Canvas,
+    Implicit,
+    Intersect,
+    Offset,
+    Subtract,
+    Tube,
+    Union,
+    Warp,
+    ellipsoid,
+    rotation,
+    smin,
+    smooth_noise,
 )
-
 
 VFAT = 255  # temporary label: fat inside the peritoneal/pleural cavity (becomes "fat")
 
@@ -234,7 +243,6 @@ def _vessels(canvas, P, rng, spine) -> dict:
     zz = np.array([P["z_hi"] + 20, 260 * s, 210 * s, 175 * s])
     yb, _ = spine(zz)
     upper = np.stack([np.array([12, 14, 12, 10]) * s, yb - 24 * s - r0, zz], 1)
-    a_pts = list(upper)
     # straight infrarenal segment with the stenosis at its middle
     yb_s, _ = spine(np.array([z_bif]))
     y_low = yb_s[0] - 24 * s - r0

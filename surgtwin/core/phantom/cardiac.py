@@ -13,7 +13,15 @@ import numpy as np
 from surgtwin.core.phantom.ct import Tissue
 from surgtwin.core.phantom.labels import L
 from surgtwin.core.phantom.shapes import (
-    Canvas, Implicit, Offset, Tube, Union, Warp, ellipsoid, frame_from_axis, rotation,
+    Canvas,
+    Implicit,
+    Offset,
+    Tube,
+    Union,
+    Warp,
+    ellipsoid,
+    frame_from_axis,
+    rotation,
 )
 
 MEDIA = 254  # temporary label: mediastinal fat
@@ -159,7 +167,7 @@ def build(canvas: Canvas, P, rng) -> dict:
     y_st = y_c - hb - 0.0 + fat + 12 * s
     canvas.paint(Tube([[x_mid, y_st, -200], [x_mid, y_st - 4 * s, 200]], np.array([9, 10]) * s) , L["sternum"],
                  rim_mm=1.5, only={L["muscle"], MEDIA, L["fat"], L["lung_left"], L["lung_right"]})
-    for n, zr in enumerate(np.arange(-150, 160, 26) * s):
+    for zr in np.arange(-150, 160, 26) * s:
         for side in (-1, 1):
             t = np.linspace(0, 1, 9)
             ang = np.pi * (0.08 + 0.85 * t)

@@ -12,7 +12,14 @@ import numpy as np
 from surgtwin.core.phantom.ct import Tissue
 from surgtwin.core.phantom.labels import L
 from surgtwin.core.phantom.shapes import (
-    Canvas, Implicit, Offset, Tube, Union, Warp, ellipsoid, rotation, smin, smooth_noise,
+    Canvas,
+    Offset,
+    Tube,
+    Union,
+    Warp,
+    ellipsoid,
+    rotation,
+    smooth_noise,
 )
 
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: sub-command modules, in the order --help lists them
-COMMANDS = ("gui", "info", "convert", "mesh", "segment")
+COMMANDS = ("gui", "info", "convert", "case", "mesh", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:

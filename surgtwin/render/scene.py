@@ -41,26 +41,15 @@ def polydata(vertices: np.ndarray, faces: np.ndarray):
     return pv.PolyData(np.asarray(vertices, dtype=np.float64), cells)
 
 
-def mesh_value(mesh) -> int:
-    """Label value of a structure mesh (``StructureMesh.label``)."""
-    v = getattr(mesh, "label", None)
-    return int(v if v is not None else mesh.value)
-
-
-def mesh_color(mesh) -> tuple[int, int, int]:
-    c = getattr(mesh, "color", None) or getattr(mesh, "colour", None) or (200, 200, 200)
-    return tuple(int(x) for x in c[:3])  # type: ignore[return-value]
-
-
 def structure_objects(meshes: dict, display: dict) -> dict:
-    """Scene objects for the session's meshes with their display settings (by label value)."""
+    """Scene objects for ``StructureMesh``es with their display settings (by label value)."""
     out = {}
     for name, m in meshes.items():
-        d = display.get(mesh_value(m))
+        d = display.get(int(m.label))
         out[("structure", name)] = SceneObject(
             ("structure", name), m.vertices, m.faces,
-            color=d.color if d else mesh_color(m), opacity=d.opacity_3d if d else 1.0,
-            visible=d.visible if d else True, value=mesh_value(m))
+            color=d.color if d else tuple(int(c) for c in m.color[:3]), opacity=d.opacity_3d if d else 1.0,
+            visible=d.visible if d else True, value=int(m.label))
     return out
 
 

@@ -1,24 +1,11 @@
-"""Measurements (LPS mm) and structure statistics (no Qt)."""
+"""Structure statistics: voxel count, volume and intensity per label (no Qt). Point measurements
+are ``surgtwin.core.measure``."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from surgtwin.core.progress import check, report
-
-
-def distance_mm(p, q) -> float:
-    return float(np.linalg.norm(np.asarray(p, float) - np.asarray(q, float)))
-
-
-def angle_deg(a, vertex, c) -> float:
-    """Angle at ``vertex`` between the rays to ``a`` and ``c`` in degrees."""
-    u = np.asarray(a, float) - np.asarray(vertex, float)
-    v = np.asarray(c, float) - np.asarray(vertex, float)
-    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
-    if nu == 0 or nv == 0:
-        return 0.0
-    return float(np.degrees(np.arccos(np.clip(np.dot(u, v) / (nu * nv), -1.0, 1.0))))
 
 
 def structure_stats(labelmap, volume, *, progress=None, cancel=None) -> dict[int, dict]:

@@ -1,32 +1,32 @@
-"""The actions the app (and the CLI) run: open images and labels, find series, segment, mesh.
+"""The pipeline over a case: open an image as a case, then named steps (segment, mesh, tet, ...).
 
-Every function here calls into ``surgtwin.core`` where the real work lives (the DICOM loader, the
-mesher, segmentation); nothing here computes anatomy. Long functions take ``progress`` and ``cancel``
-keywords.
+The CLI (``surgtwin case run``) and the app call the same functions, so a step never behaves
+differently between them. A step runs in three parts so the app can compute off the GUI thread:
+
+* ``prepare_step(case, name, **options)`` on the thread that owns the case: checks the inputs are
+  present and current (stale inputs are refused unless ``allow_stale=True``) and snapshots them;
+* ``StepJob.compute(progress=, cancel=)`` anywhere: the long work, on the snapshot only;
+* ``StepOutput.apply_to(case)`` back on the owner thread: puts the items, with provenance, into
+  the case. A label map is only replaced if the labels were not edited meanwhile
+  (``LabelsEditedError`` otherwise, so the user's painting is never silently overwritten).
+
+``run_step`` does all three in a row (headless). Nothing here computes anatomy: the work is in
+``surgtwin.core``.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from surgtwin.core.case import Case, Provenance, SourceRef
+from surgtwin.core.case.model import labels_content_hash
 from surgtwin.core.errors import SurgtwinError
-from surgtwin.core.progress import check, report
+from surgtwin.core.progress import check, report, scaled
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-
-
-def _optional(module: str):
-    """Import a core module that may not exist yet; None when it does not."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name) or exc.name == module:
-            return None
-        raise
 
 
 # -- sample cases --------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def sample_root() -> Path:
 
 
 def sample_cases(root: Path | None = None) -> list[SampleCase]:
-    """The bundled sample cases (``sample_dicom/<case>/dicom/``), in a stable order."""
+    """The bundled sample cases (``<samples>/<case>/dicom/``), in a stable order."""
     root = sample_root() if root is None else Path(root)
     if not root.is_dir():
         return []
@@ -65,7 +65,7 @@ def sample_cases(root: Path | None = None) -> list[SampleCase]:
 
 
 def find_case_for(path: Path) -> SampleCase | None:
-    """The case a path names: a folder holding ``dicom/``, or that ``dicom/`` folder itself."""
+    """The sample-style case a path names: a folder holding ``dicom/``, or that ``dicom/`` itself."""
     path = Path(path).resolve()
     if path.is_dir() and (path / "dicom").is_dir():
         return SampleCase(path.name, path)
@@ -74,7 +74,7 @@ def find_case_for(path: Path) -> SampleCase | None:
     return None
 
 
-# -- series and images ---------------------------------------------------------------------------
+# -- images, labels and cases ----------------------------------------------------------------------
 def find_series(folder, *, progress=None, cancel=None) -> list:
     """Every DICOM series candidate under ``folder`` (with warnings), before loading."""
     folder = Path(folder)
@@ -96,95 +96,277 @@ def load_volume(path, *, series_uid=None, progress=None, cancel=None):
 
 
 def load_labels(path, reference, *, table_path=None, progress=None, cancel=None):
-    """Read a label image (NIfTI/NRRD/...) onto ``reference``'s grid, with its label table."""
-    from dataclasses import replace
+    """A label image on ``reference``'s grid with its table, by ``surgtwin.core.labels_io``'s rules."""
+    from surgtwin.core.labels_io import read_labelmap
 
-    from surgtwin.core.geometry import resample_to
-    from surgtwin.core.types import LabelMap, LabelTable
+    return read_labelmap(path, reference=reference, table_path=table_path, progress=progress, cancel=cancel)
+
+
+def is_case_path(path) -> bool:
+    """A ``.stwin`` case folder or a schema-1 session folder (opened with ``load_case``)."""
+    from surgtwin.core.case import is_case_folder
+
+    p = Path(path)
+    return p.is_dir() and (is_case_folder(p) or (p / "session.json").is_file())
+
+
+def new_case(path, *, series_uid=None, labels=None, progress=None, cancel=None) -> Case:
+    """A new case from an image: a DICOM folder or file, a NIfTI/NRRD/MHA file, or a sample case
+    folder (whose reference labels come with it). ``labels``: a label image to import as well."""
+    from surgtwin.core.io import is_itk_file
 
     path = Path(path)
-    report(progress, 0.1, f"reading {path.name}")
-    vol = load_volume(path, cancel=cancel)
-    if not np.issubdtype(vol.array.dtype, np.integer):
-        vol = vol.with_array(np.rint(vol.array).astype(np.int32))
-    if not vol.same_geometry(reference, atol_mm=0.05):
-        report(progress, 0.5, "resampling labels onto the image grid")
-        vol = resample_to(vol, reference, interpolation="nearest")
-    if table_path is None:
-        for cand in (path.with_name(path.name.split(".")[0] + ".json"), path.parent / "labels.json"):
-            if cand.is_file():
-                table_path = cand
-                break
-    values = [int(v) for v in np.unique(vol.array) if v > 0]
-    if table_path is not None:
-        table = LabelTable.load(table_path)
+    sample = find_case_for(path)
+    image = sample.dicom if sample is not None else path
+    volume = load_volume(image, series_uid=series_uid, progress=scaled(progress, 0, 0.8), cancel=cancel)
+    md = volume.metadata
+    source = SourceRef(path=str(image.resolve()), kind="image" if image.is_file() and is_itk_file(image) else "dicom",
+                       series_uid=md.get("series_uid") or series_uid, study_uid=md.get("study_uid"),
+                       frame_of_reference_uid=volume.frame_of_reference_uid, modality=volume.modality)
+    name = sample.name if sample is not None else (image.name.split(".")[0] if image.is_file() else image.name)
+    case = Case(volume, source, name=name)
+    lab_path = Path(labels) if labels is not None else None
+    if lab_path is None:
+        folder = sample.folder if sample is not None else (path.parent if path.is_file() else None)
+        cand = folder / "labels.nii.gz" if folder is not None else None
+        if cand is not None and cand.is_file() and cand.resolve() != path.resolve():
+            lab_path = cand
+    if lab_path is not None:
+        lab = load_labels(lab_path, volume, progress=scaled(progress, 0.8, 1.0), cancel=cancel)
+        case.set_labels(lab, Provenance("import", {"file": lab_path.name}))
+    case.mark_saved()
+    report(progress, 1.0, "case ready")
+    return case
+
+
+def load_case(path, *, progress=None, cancel=None) -> Case:
+    """Open a saved case (``.stwin``; a schema-1 session folder is migrated)."""
+    from surgtwin.core.case import open_case
+
+    return open_case(path, progress=progress, cancel=cancel)
+
+
+def save_case(case: Case, path, *, progress=None, cancel=None) -> Path:
+    from surgtwin.core.case import SUFFIX
+    from surgtwin.core.case import save_case as core_save
+
+    path = Path(path)
+    if not path.name.endswith(SUFFIX):
+        path = path.with_name(path.name + SUFFIX)
+    return core_save(case, path, progress=progress, cancel=cancel)
+
+
+# -- steps -----------------------------------------------------------------------------------------
+@dataclass
+class StepOutput:
+    """What a step made: ``items`` {key: (value, Provenance)}, maybe a new label map, a summary."""
+
+    step: str
+    items: dict = field(default_factory=dict)
+    labels: tuple | None = None  # (LabelMap, Provenance)
+    based_on_revision: int | None = None
+    merge_meshes: bool = False
+    summary: dict = field(default_factory=dict)
+    result: object = None  # the core result object (e.g. SegmentationResult) for the app's messages
+
+    def apply_to(self, case: Case) -> StepOutput:
+        if self.labels is not None:
+            lab, prov = self.labels
+            case.set_labels(lab, prov, expected_revision=self.based_on_revision)
+        for key, (value, prov) in self.items.items():
+            if key == "meshes" and self.merge_meshes:
+                old = case.item("meshes")
+                merged = dict(old.value) if old is not None else {}
+                names = set(prov.parameters.get("structures") or [])
+                for n in [n for n in merged if n in names and n not in value]:
+                    del merged[n]  # a structure painted away
+                merged.update(value)
+                if old is not None:
+                    prov = replace(prov, parameters={**old.provenance.parameters,
+                                                     "updated_structures": sorted(names)})
+                value = merged
+            case.set_item(key, value, prov)
+        return self
+
+
+@dataclass
+class StepJob:
+    """A prepared step: ``compute`` runs the long part on a snapshot, off the case's thread."""
+
+    step: str
+    fn: object
+    args: tuple
+
+    def compute(self, *, progress=None, cancel=None) -> StepOutput:
+        return self.fn(*self.args, progress=progress, cancel=cancel)
+
+
+def _labels_snapshot(case: Case):
+    lab = case.labels
+    return replace(lab, array=lab.array.copy())
+
+
+def _segment(volume, opts, revision, *, progress=None, cancel=None) -> StepOutput:
+    from surgtwin.core.segmentation import default_bundle_dir, load_bundle, segment
+
+    method = opts.get("method", "model")
+    params = {"method": method}
+    model = None
+    kwargs = {}
+    if method == "model":
+        bundle_dir = Path(opts.get("bundle") or default_bundle_dir())
+        bundle = load_bundle(bundle_dir)
+        kwargs["bundle"] = bundle
+        model = {"name": bundle.name, "version": bundle.version, "sha256": bundle.weights_sha256}
+        params["bundle"] = "bundled" if opts.get("bundle") is None else bundle_dir.name
+        if opts.get("device"):
+            kwargs["device"] = params["device"] = opts["device"]
+    elif method == "classical":
+        if opts.get("seed_lps") is not None:
+            kwargs["seed_lps"] = params["seed_lps"] = [float(v) for v in opts["seed_lps"]]
     else:
-        from surgtwin.core.types import Label
-
-        table = LabelTable(Label(v, f"label {v}", _default_color(v)) for v in values)
-    arr = vol.array.astype(np.uint8 if max(values, default=0) < 256 else np.uint16)
-    report(progress, 1.0, "labels loaded")
-    return LabelMap(arr, reference.affine.copy(), reference.frame_of_reference_uid, None, {}, labels=table) \
-        if not isinstance(vol, LabelMap) else replace(vol, array=arr)
-
-
-def _default_color(v: int) -> tuple[int, int, int]:
-    palette = [(230, 90, 80), (90, 170, 230), (240, 200, 80), (120, 200, 120), (200, 120, 220),
-               (250, 150, 60), (80, 200, 200), (220, 220, 220)]
-    return palette[(v - 1) % len(palette)]
+        raise SurgtwinError(f"unknown segmentation method {method!r}", hint="use 'model' or 'classical'")
+    if volume.modality is None:
+        volume = replace(volume, modality="CT")  # NIfTI/NRRD/MHA carry no modality: the user says it is a CT
+    res = segment(volume, method=method, progress=progress, cancel=cancel, **kwargs)
+    prov = Provenance(f"segment:{method}", params, model=model)
+    summary = {"structures": {s.name: {"volume_ml": round(s.volume_ml, 2), "confidence": s.confidence}
+                              for s in res.structures}, "warnings": list(res.warnings)}
+    return StepOutput("segment", labels=(res.labels, prov), based_on_revision=revision, summary=summary,
+                      result=res)
 
 
-def open_case(path, *, series_uid=None, progress=None, cancel=None):
-    """Open an image; for a sample case also its reference labels. Returns (volume, labels|None, source)."""
-    from surgtwin.core.progress import scaled
+def compute_surfaces(labelmap, *, structures=None, smoothing_iterations=20, target_triangles=None,
+                     progress=None, cancel=None) -> tuple[dict, Provenance]:
+    """Surfaces of ``labelmap`` and their provenance (what the mesh step and ``surgtwin mesh`` run)."""
+    from surgtwin.core.mesh import surfaces_from_labels
 
-    path = Path(path)
-    case = find_case_for(path)
-    image_path = case.dicom if case is not None else path
-    volume = load_volume(image_path, series_uid=series_uid, progress=scaled(progress, 0, 0.8), cancel=cancel)
-    labels = None
-    folder = case.folder if case is not None else (path.parent if path.is_file() else None)
-    lab_path = folder / "labels.nii.gz" if folder is not None else None
-    if lab_path is not None and lab_path.is_file() and lab_path.resolve() != path.resolve():
-        table = folder / "labels.json"
-        labels = load_labels(lab_path, volume, table_path=table if table.is_file() else None,
-                             progress=scaled(progress, 0.8, 1.0), cancel=cancel)
-    source = {"path": str(image_path.resolve()), "series_uid": series_uid}
-    return volume, labels, source
+    if smoothing_iterations < 0:
+        raise SurgtwinError(f"smoothing iterations must be >= 0, got {smoothing_iterations}")
+    meshes = surfaces_from_labels(labelmap, labels=structures, smoothing_iterations=smoothing_iterations,
+                                  target_triangles=target_triangles, progress=progress, cancel=cancel)
+    params = {"smoothing_iterations": int(smoothing_iterations), "target_triangles": target_triangles}
+    if structures:
+        params["structures"] = list(structures)
+    return meshes, Provenance("surfaces", params, {"labels": labels_content_hash(labelmap)})
 
 
-# -- segmentation and meshes ---------------------------------------------------------------------
-def segmentation_available() -> bool:
-    seg = _optional("surgtwin.core.segmentation")
-    return seg is not None and hasattr(seg, "segment")
+def _mesh(labels, opts, *, progress=None, cancel=None) -> StepOutput:
+    structures = opts.get("structures")
+    if structures:
+        present = {lab.name for lab in labels.labels}
+        missing = [s for s in structures if s not in present]
+        if missing and not opts.get("merge"):
+            raise SurgtwinError(f"no structure named {', '.join(map(repr, missing))} in the label map",
+                                hint=f"known: {', '.join(sorted(present))}")
+        structures = [s for s in structures if s in present and np.any(labels.mask(s))]
+    meshes, prov = compute_surfaces(labels, structures=structures,
+                                    smoothing_iterations=opts.get("smoothing_iterations", 20),
+                                    target_triangles=opts.get("target_triangles"), progress=progress, cancel=cancel)
+    if opts.get("merge"):
+        prov.parameters["structures"] = list(opts.get("structures") or [])
+    summary = {"structures": {n: {"triangles": int(len(m.faces)),
+                                  "volume_ml": round(m.quality.volume_ml, 2) if m.quality else None}
+                              for n, m in meshes.items()}}
+    return StepOutput("mesh", items={"meshes": (meshes, prov)}, merge_meshes=bool(opts.get("merge")),
+                      summary=summary)
 
 
-def segment(volume, *, method="classical", bundle=None, progress=None, cancel=None):
-    """Segment ``volume`` with ``surgtwin.core.segmentation``: ``method="model"`` (``bundle``: a bundle
-    folder or loaded ``Bundle``; None = the bundled model) or ``"classical"`` (no model).
+def _tet(labels, volume, opts, *, progress=None, cancel=None) -> StepOutput:
+    from surgtwin.core.mesh.tetra import tet_mesh
 
-    Returns core's ``SegmentationResult``: ``.labels`` (LabelMap on the input grid) and
-    ``.structures`` (volume_ml and, for a model, confidence per structure), ``.method``, ``.model``.
-    """
-    seg = _optional("surgtwin.core.segmentation")
-    if seg is None or not hasattr(seg, "segment"):
-        raise SurgtwinError("segmentation is not available yet in this build",
-                            hint="open a sample case (it ships reference labels) or load a label file")
-    return seg.segment(volume, method=method, bundle=bundle, progress=progress, cancel=cancel)
+    structures = list(opts.get("structures") or [])
+    if not structures:
+        raise SurgtwinError("the tet step needs the structures to mesh", hint="e.g. --tet-structures femur_left")
+    size = float(opts.get("size_mm", 2.0))
+    tm = tet_mesh(labels, structures, size_mm=size, ct=volume, progress=progress, cancel=cancel)
+    prov = Provenance("tetrahedra", {"structures": structures, "size_mm": size},
+                      {"labels": labels_content_hash(labels)})
+    prov.inputs["volume"] = opts["_volume_hash"]
+    key = "tet:" + ",".join(structures)
+    return StepOutput("tet", items={key: (tm, prov)},
+                      summary={key: {"nodes": int(len(tm.nodes)), "elements": int(len(tm.elements))}})
 
 
-def bundled_model_dir() -> Path | None:
-    """The folder of the model bundle shipped with surgtwin (None without segmentation in this build)."""
-    seg = _optional("surgtwin.core.segmentation")
-    if seg is None or not hasattr(seg, "default_bundle_dir"):
-        return None
-    return Path(seg.default_bundle_dir())
+@dataclass(frozen=True)
+class Step:
+    name: str
+    help: str
+    inputs: tuple[str, ...]
+
+
+#: the steps ``case run --steps`` knows, in pipeline order; later capabilities add theirs
+STEPS = {
+    "segment": Step("segment", "label organs and structures (bundled model, a MONAI bundle, or classical)",
+                    ("volume",)),
+    "mesh": Step("mesh", "watertight surfaces of every structure (LPS mm)", ("labels",)),
+    "tet": Step("tet", "tetrahedral mesh of chosen structures with per-element HU", ("labels", "volume")),
+}
+
+
+def prepare_step(case: Case, name: str, *, allow_stale: bool = False, **options) -> StepJob:
+    """Check ``case`` has current inputs for step ``name`` and snapshot them (on the owner thread)."""
+    step = STEPS.get(name)
+    if step is None:
+        raise SurgtwinError(f"unknown step {name!r}", hint=f"steps: {', '.join(STEPS)}")
+    case.require_current(step.inputs, allow_stale=allow_stale, purpose=f"the {name} step")
+    if name == "segment":
+        return StepJob(name, _segment, (case.volume, options, case.labels_revision))
+    if name == "mesh":
+        return StepJob(name, _mesh, (_labels_snapshot(case), options))
+    if name == "tet":
+        return StepJob(name, _tet, (_labels_snapshot(case), case.volume, {**options, "_volume_hash": case.volume_hash}))
+    raise SurgtwinError(f"step {name!r} has no implementation")  # pragma: no cover - STEPS and this agree
+
+
+def run_step(case: Case, name: str, *, allow_stale: bool = False, progress=None, cancel=None,
+             **options) -> StepOutput:
+    """Prepare, compute and apply one step (headless)."""
+    job = prepare_step(case, name, allow_stale=allow_stale, **options)
+    return job.compute(progress=progress, cancel=cancel).apply_to(case)
+
+
+def run_steps(case: Case, names, *, options: dict | None = None, allow_stale: bool = False, progress=None,
+              cancel=None) -> list[StepOutput]:
+    """Run ``names`` in order; ``options`` maps a step name to its keyword options."""
+    names = list(names)
+    for n in names:
+        if n not in STEPS:
+            raise SurgtwinError(f"unknown step {n!r}", hint=f"steps: {', '.join(STEPS)}")
+    out = []
+    for i, n in enumerate(names):
+        check(cancel)
+        sub = scaled(progress, i / len(names), (i + 1) / len(names))
+        out.append(run_step(case, n, allow_stale=allow_stale, progress=sub, cancel=cancel,
+                            **(options or {}).get(n, {})))
+    return out
+
+
+def export_meshes(case: Case, out_dir, *, fmt: str = "stl", allow_stale: bool = False) -> dict:
+    """Write the case's surfaces for 3D printing (refuses stale meshes unless ``allow_stale``)."""
+    from surgtwin.core.mesh.io import export_mesh, safe_filename
+
+    case.require_current(["meshes"], allow_stale=allow_stale, purpose="exporting meshes")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, m in case.meshes.items():
+        written[name] = export_mesh(m, out / f"{safe_filename(name)}.{fmt}", fmt=fmt)
+    return written
+
+
+# -- segmentation models ---------------------------------------------------------------------------
+def bundled_model_dir() -> Path:
+    """The folder of the model bundle shipped with surgtwin."""
+    from surgtwin.core.segmentation import default_bundle_dir
+
+    return Path(default_bundle_dir())
 
 
 def bundled_model_available() -> bool:
     """True when the bundled model's metadata and weights are on disk (they are verified when used)."""
     folder = bundled_model_dir()
-    if folder is None or not (folder / "configs" / "metadata.json").is_file():
+    if not (folder / "configs" / "metadata.json").is_file():
         return False
     return any((folder / "models" / w).is_file() for w in ("model.pt", "model.safetensors"))
 
@@ -196,11 +378,9 @@ def check_bundle(folder, *, progress=None, cancel=None):
     Any refusal is a ``SurgtwinError`` whose path is ``folder`` and whose reason says what is wrong.
     """
     from surgtwin.core.progress import Cancelled
+    from surgtwin.core.segmentation import load_bundle
 
     folder = Path(folder)
-    seg = _optional("surgtwin.core.segmentation")
-    if seg is None or not hasattr(seg, "load_bundle"):
-        raise SurgtwinError("segmentation is not available yet in this build", path=folder)
 
     def refuse(reason: str, where=None, hint=None):
         if where is not None and Path(where) != folder:
@@ -214,7 +394,7 @@ def check_bundle(folder, *, progress=None, cancel=None):
 
     report(progress, 0.05, "reading the bundle's configs")
     try:
-        bundle = seg.load_bundle(folder)
+        bundle = load_bundle(folder)
     except SurgtwinError as exc:
         raise refuse(exc.reason, exc.path, exc.hint) from None
     check(cancel)
@@ -232,6 +412,7 @@ def check_bundle(folder, *, progress=None, cancel=None):
     return bundle
 
 
+# -- display meshes (the 3D view) ------------------------------------------------------------------
 #: triangle budget for a whole case's display meshes (the 3D view); export keeps full resolution
 DISPLAY_TRIANGLE_BUDGET = 600_000
 #: no display mesh is decimated below this many triangles
@@ -243,34 +424,19 @@ def display_triangle_budget(n_structures: int, total: int = DISPLAY_TRIANGLE_BUD
     return max(MIN_TRIANGLES_PER_STRUCTURE, int(total // max(1, n_structures)))
 
 
-def build_meshes(labelmap, *, labels=None, target_triangles=None, progress=None, cancel=None) -> dict:
-    """Surface meshes (LPS mm) of the structures of ``labelmap``: name -> mesh.
-
-    ``target_triangles``: per-structure triangle budget (quadric decimation); None = full resolution,
-    as used for export. The app asks for ``display_meshes`` instead.
-    """
-    from surgtwin.core.mesh import surfaces_from_labels
-
-    return surfaces_from_labels(labelmap, labels=labels, target_triangles=target_triangles,
-                                progress=progress, cancel=cancel)
-
-
-def display_meshes(labelmap, *, labels=None, total_triangles=DISPLAY_TRIANGLE_BUDGET, progress=None,
-                   cancel=None) -> dict:
-    """Meshes for the 3D view: the case stays near ``total_triangles`` (an even per-structure share;
-    small structures keep their full resolution). Built at full resolution, then simplified by
-    vertex clustering (``target_triangles=`` in the core mesher uses quadric decimation, which took
-    ~130 s instead of ~25 s for the abdomen-pelvis sample case)."""
-    from surgtwin.core.progress import scaled
+def display_meshes(meshes: dict, *, n_structures: int | None = None, total_triangles=DISPLAY_TRIANGLE_BUDGET,
+                   progress=None, cancel=None) -> dict:
+    """Lighter copies of a case's surfaces for the 3D view: the case stays near ``total_triangles``
+    (an even per-structure share; small structures keep their full resolution). The case keeps the
+    full-resolution meshes for export. ``n_structures``: the share's divisor (all the case's
+    structures when only some are refreshed)."""
     from surgtwin.services.meshing import simplify_for_display
 
-    n = len(labelmap.labels) or (len(labels) if labels is not None else 1)  # same share for partial refreshes
-    target = display_triangle_budget(n, total_triangles)
-    full = build_meshes(labelmap, labels=labels, progress=scaled(progress, 0, 0.9), cancel=cancel)
+    target = display_triangle_budget(n_structures or len(meshes), total_triangles)
     out = {}
-    for k, (name, m) in enumerate(full.items()):
+    for k, (name, m) in enumerate(meshes.items()):
         check(cancel)
-        report(progress, 0.9 + 0.1 * k / max(1, len(full)), f"simplifying {name}")
+        report(progress, k / max(1, len(meshes)), f"simplifying {name}")
         out[name] = simplify_for_display(m, target)
     report(progress, 1.0, f"{len(out)} surfaces")
     return out

@@ -1,19 +1,24 @@
-"""The app's session state as an evented model (no Qt).
+"""The app's view state over a ``Case`` (no Qt).
 
-``Session`` holds the loaded volume, the label map, the structure meshes, the MPR crosshair, the
-window/level, per-structure display settings and the measurements. Every setter emits a ``Signal``
-(see ``surgtwin.services.events``); the Qt views subscribe and redraw. All positions are LPS mm.
+The patient's twin (image, labels, meshes, measurements, plans) lives in the ``Case``
+(``surgtwin.core.case``). ``Session`` is what one app window shows of it: the MPR crosshair, the
+window/level, per-structure display settings (visibility, colour, opacity), the lighter display
+copies of the case's meshes, and where the case is saved. Its signals are what the Qt views
+subscribe to; the case's own signals are forwarded, so a view never re-subscribes when another
+case is opened. All positions are LPS mm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from surgtwin.core.case import Case
 from surgtwin.core.errors import SurgtwinError
-from surgtwin.core.types import LabelMap, LabelTable, Volume
-from surgtwin.services.events import Signal
+from surgtwin.core.events import Signal
+from surgtwin.core.types import LabelTable, Volume
 
 #: body-wall structures that hide everything inside them: listed but not drawn until switched on
 ENVELOPE_STRUCTURES = {"skin", "fat", "subcutaneous_fat", "muscle", "skeletal_muscle", "body", "body_trunc",
@@ -34,117 +39,114 @@ class StructureDisplay:
     opacity_2d: float = 0.45
     opacity_3d: float = 1.0
 
-
-@dataclass
-class Measurement:
-    """A distance (2 points) or angle (3 points, vertex in the middle) in LPS mm."""
-
-    kind: str
-    points_lps: list[tuple[float, float, float]]
-    plane: str | None = None
-    id: int = 0
-
-    @property
-    def value(self) -> float:
-        from surgtwin.services.measure import angle_deg, distance_mm
-
-        pts = np.asarray(self.points_lps, dtype=float)
-        if self.kind == "distance":
-            return distance_mm(pts[0], pts[1])
-        if self.kind == "angle":
-            return angle_deg(pts[0], pts[1], pts[2])
-        raise SurgtwinError(f"unknown measurement kind {self.kind!r}")
-
-    @property
-    def text(self) -> str:
-        return f"{self.value:.1f} mm" if self.kind == "distance" else f"{self.value:.1f}°"
-
     def to_json(self) -> dict:
-        return {"kind": self.kind, "points_lps": [list(map(float, p)) for p in self.points_lps], "plane": self.plane}
+        return {"value": self.value, "visible": self.visible, "color": list(self.color),
+                "opacity_2d": self.opacity_2d, "opacity_3d": self.opacity_3d}
 
 
 @dataclass
 class Session:
-    """Evented state of one planning session."""
+    """Evented view state of one window over ``case``."""
 
-    volume: Volume | None = None
-    source: dict = field(default_factory=dict)  # {"path": ..., "series_uid": ...}
-    labels: LabelMap | None = None
-    meshes: dict = field(default_factory=dict)  # name -> mesh with vertices/faces/value/name
+    case: Case | None = None
+    case_path: Path | None = None  # where the case is saved (None: not saved yet)
+    meshes: dict = field(default_factory=dict)  # display copies of the case's meshes: name -> StructureMesh
     crosshair_lps: np.ndarray = field(default_factory=lambda: np.zeros(3))
     window: tuple[float, float] = (400.0, 40.0)  # (width, level) in HU
     display: dict[int, StructureDisplay] = field(default_factory=dict)
-    measurements: list[Measurement] = field(default_factory=list)
     stats: dict[int, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.volume_changed = Signal("volume_changed")
+        self.volume_changed = Signal("volume_changed")  # another case (or none) is shown
         self.labels_changed = Signal("labels_changed")  # arg: bbox (tuple of slices) or None = all
-        self.meshes_changed = Signal("meshes_changed")
+        self.labels_replaced = Signal("labels_replaced")
+        self.meshes_changed = Signal("meshes_changed")  # the display meshes
+        self.items_changed = Signal("items_changed")  # arg: case item key (provenance, staleness)
         self.crosshair_changed = Signal("crosshair_changed")
         self.window_changed = Signal("window_changed")
         self.display_changed = Signal("display_changed")  # arg: label value or None = all
         self.measurements_changed = Signal("measurements_changed")
         self.stats_changed = Signal("stats_changed")
-        self._next_measurement = 1
+        self._forward = {
+            "labels_changed": self._on_labels_changed,
+            "labels_replaced": self._on_labels_replaced,
+            "items_changed": self.items_changed.emit,
+            "measurements_changed": self.measurements_changed.emit,
+        }
+        if self.case is not None:
+            case, self.case = self.case, None
+            self.set_case(case, path=self.case_path)
 
-    # -- volume ---------------------------------------------------------------------------------
-    def set_volume(self, volume: Volume, *, source: dict | None = None) -> None:
-        self.volume = volume
-        self.source = dict(source or {})
-        self.labels = None
+    # -- the case -------------------------------------------------------------------------------
+    @property
+    def volume(self) -> Volume | None:
+        return None if self.case is None else self.case.volume
+
+    @property
+    def labels(self):
+        return None if self.case is None else self.case.labels
+
+    @property
+    def measurements(self) -> list:
+        return [] if self.case is None else self.case.measurements
+
+    def set_case(self, case: Case | None, *, path=None) -> None:
+        """Show ``case`` (None: nothing); view settings come from ``case.view`` when it has them."""
+        if self.case is not None:
+            for name, fn in self._forward.items():
+                getattr(self.case, name).disconnect(fn)
+        self.case = case
+        self.case_path = Path(path) if path is not None else None
         self.meshes = {}
         self.display = {}
-        self.measurements = []
         self.stats = {}
-        centre = (np.asarray(volume.shape) - 1) / 2.0
-        self.crosshair_lps = volume.index_to_world(centre)
-        self.window = DEFAULT_WINDOW.get(volume.modality or "CT", _auto_window(volume))
+        if case is not None:
+            for name, fn in self._forward.items():
+                getattr(case, name).connect(fn)
+            vol = case.volume
+            centre = (np.asarray(vol.shape) - 1) / 2.0
+            self.crosshair_lps = vol.index_to_world(centre)
+            self.window = DEFAULT_WINDOW.get(vol.modality or "CT", _auto_window(vol))
+            self._sync_display()
+            self.apply_view(case.view)
         self.volume_changed.emit()
         self.labels_changed.emit(None)
+        self.display_changed.emit(None)
         self.meshes_changed.emit()
         self.measurements_changed.emit()
         self.crosshair_changed.emit()
         self.window_changed.emit()
 
     def clear(self) -> None:
-        self.volume = None
-        self.labels = None
-        self.meshes = {}
-        self.display = {}
-        self.measurements = []
-        self.stats = {}
-        self.volume_changed.emit()
-        self.labels_changed.emit(None)
-        self.meshes_changed.emit()
-        self.measurements_changed.emit()
+        self.set_case(None)
 
-    # -- labels ---------------------------------------------------------------------------------
-    def set_labels(self, labels: LabelMap | None) -> None:
-        if labels is not None:
-            if self.volume is None:
-                raise SurgtwinError("open an image before loading labels")
-            if labels.shape != self.volume.shape:
-                raise SurgtwinError(
-                    f"label map shape {labels.shape} does not match the image {self.volume.shape}",
-                    hint="resample the labels onto the image grid",
-                )
-            if not labels.array.flags.writeable or labels.array.dtype.itemsize > 2:
-                dtype = np.uint8 if labels.array.max(initial=0) < 256 else np.uint16
-                labels = LabelMap(np.array(labels.array, dtype=dtype), labels.affine,
-                                  labels.frame_of_reference_uid, labels.modality, dict(labels.metadata),
-                                  labels=labels.labels)
-        self.labels = labels
-        self.stats = {}
-        self._sync_display()
-        self.labels_changed.emit(None)
-        self.display_changed.emit(None)
-
-    def notify_labels_edited(self, bbox=None) -> None:
-        """Call after changing ``labels.array`` in place (label edits, undo/redo)."""
+    def _on_labels_changed(self, bbox=None) -> None:
         self.stats = {}
         self.labels_changed.emit(bbox)
 
+    def _on_labels_replaced(self) -> None:
+        self._sync_display()
+        self.labels_replaced.emit()
+        self.display_changed.emit(None)
+
+    # -- view settings saved with the case ------------------------------------------------------
+    def view_state(self, **extra) -> dict:
+        """The view settings to store in ``case.view`` (``extra``: e.g. the window layout)."""
+        return {"crosshair_lps": [float(v) for v in self.crosshair_lps], "window": [float(v) for v in self.window],
+                "structures": [d.to_json() for d in self.display.values()], **extra}
+
+    def apply_view(self, view: dict) -> None:
+        """Restore settings from ``view`` (as ``view_state`` wrote them; unknown values are ignored)."""
+        for s in view.get("structures", []) or []:
+            if isinstance(s, dict) and s.get("value") in self.display:
+                self.set_structure(s["value"], visible=s.get("visible"), color=s.get("color"),
+                                   opacity_2d=s.get("opacity_2d"), opacity_3d=s.get("opacity_3d"))
+        if len(view.get("window") or []) == 2:
+            self.set_window(*view["window"])
+        if len(view.get("crosshair_lps") or []) == 3:
+            self.set_crosshair(view["crosshair_lps"])
+
+    # -- structures -----------------------------------------------------------------------------
     def label_table(self) -> LabelTable:
         return self.labels.labels if self.labels is not None else LabelTable()
 
@@ -176,12 +178,12 @@ class Session:
         self.stats = dict(stats)
         self.stats_changed.emit()
 
-    # -- meshes ---------------------------------------------------------------------------------
     def set_meshes(self, meshes: dict) -> None:
+        """The display copies of the case's meshes (see ``pipeline.display_meshes``)."""
         self.meshes = dict(meshes)
         self.meshes_changed.emit()
 
-    # -- view state -----------------------------------------------------------------------------
+    # -- crosshair and window -------------------------------------------------------------------
     def set_crosshair(self, lps) -> None:
         p = np.asarray(lps, dtype=float).reshape(3)
         if self.volume is not None:
@@ -206,22 +208,6 @@ class Session:
             return
         self.window = (width, float(level))
         self.window_changed.emit()
-
-    # -- measurements ---------------------------------------------------------------------------
-    def add_measurement(self, m: Measurement) -> Measurement:
-        m.id = self._next_measurement
-        self._next_measurement += 1
-        self.measurements.append(m)
-        self.measurements_changed.emit()
-        return m
-
-    def remove_measurement(self, mid: int) -> None:
-        self.measurements = [m for m in self.measurements if m.id != mid]
-        self.measurements_changed.emit()
-
-    def clear_measurements(self) -> None:
-        self.measurements = []
-        self.measurements_changed.emit()
 
 
 def _auto_window(volume: Volume) -> tuple[float, float]:

@@ -43,11 +43,13 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
 
     from surgtwin.ui.main_window import MainWindow
 
-    win = MainWindow()
+    win = MainWindow(ask_on_close=not screenshot and quit_after is None)
     if window_size:
         win.resize(*window_size)
     win.show()
     target = Path(path) if path else default_path()
+    if not screenshot and win.cases.offer_recovery() is not None and not path:
+        target = None  # the user answers the recovery question first
     if target is not None:
         win.open_path(target)
     else:

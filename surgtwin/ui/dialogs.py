@@ -36,14 +36,10 @@ def error_box(parent: QWidget | None, title: str, exc: BaseException, details: s
 def about_text() -> str:
     from surgtwin import __version__
 
-    model = "no segmentation model installed"
     try:
-        from surgtwin.services.pipeline import _optional
+        from surgtwin.core.segmentation import model_card
 
-        seg = _optional("surgtwin.core.segmentation")
-        card = getattr(seg, "model_card", None) if seg is not None else None
-        if callable(card):
-            model = str(card())[:600]
+        model = str(model_card())[:600]
     except Exception as exc:  # noqa: BLE001 - the About box must always open
         model = f"model card unavailable ({exc})"
     return (f"<h2>surgtwin {__version__}</h2>"

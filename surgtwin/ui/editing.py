@@ -15,29 +15,46 @@ from surgtwin.services import label_edits as LE
 
 
 class LabelEditCommand(QUndoCommand):
-    """One label edit. ``applied=True`` when the stroke already painted it live."""
+    """One label edit of one label map. ``applied=True`` when the stroke already painted it live.
 
-    def __init__(self, session, edit: LE.LabelEdit, *, applied: bool = False, on_change=None) -> None:
+    The command keeps the array it was made on: once the case's label map is replaced (a new
+    segmentation, opened labels) the editor clears the undo history, and a command that outlived it
+    would refuse to write into the new map rather than corrupt it."""
+
+    def __init__(self, case, edit: LE.LabelEdit, *, applied: bool = False, on_change=None) -> None:
         super().__init__(edit.description)
-        self.session, self.edit, self._skip, self._on_change = session, edit, applied, on_change
+        self.case, self.edit, self._skip, self._on_change = case, edit, applied, on_change
+        self.array = case.labels.array
         changed = edit.before != edit.after
         self.values = {int(v) for v in np.union1d(edit.before[changed], edit.after[changed]) if v}
 
+    def _target(self):
+        lab = self.case.labels
+        if lab is None or lab.array is not self.array:
+            self.setObsolete(True)
+            return None
+        return lab.array
+
     def _changed(self) -> None:
-        self.session.notify_labels_edited(self.edit.box)
+        self.case.notify_labels_edited(self.edit.box)
         if self._on_change is not None:
             self._on_change(self.values)
 
     def redo(self) -> None:
         if self._skip:
             self._skip = False
-        else:
-            self.edit.apply(self.session.labels.array)
-        self._changed()
+            self._changed()
+            return
+        arr = self._target()
+        if arr is not None:
+            self.edit.apply(arr)
+            self._changed()
 
     def undo(self) -> None:
-        self.edit.revert(self.session.labels.array)
-        self._changed()
+        arr = self._target()
+        if arr is not None:
+            self.edit.revert(arr)
+            self._changed()
 
 
 class LabelEditor(QObject):
@@ -54,19 +71,18 @@ class LabelEditor(QObject):
         self.undo_stack.setUndoLimit(50)
         self._stroke: list[LE.LabelEdit] | None = None
         self._stroke_desc = ""
-        session.volume_changed.connect(self.undo_stack.clear)
+        # undo history belongs to one label map: it ends when the map or the case is replaced
+        session.volume_changed.connect(self._end_history)
+        session.labels_replaced.connect(self._end_history)
+
+    def _end_history(self, *_) -> None:
+        self._stroke = None
+        self.undo_stack.clear()
 
     def _require_labels(self):
-        if self.session.volume is None:
+        if self.session.case is None:
             raise SurgtwinError("open an image first")
-        if self.session.labels is None:
-            from surgtwin.core.types import LabelMap, LabelTable
-
-            # an empty label map so the user can start painting by hand
-            v = self.session.volume
-            self.session.set_labels(LabelMap(np.zeros(v.shape, np.uint8), v.affine.copy(), v.frame_of_reference_uid,
-                                             None, {}, labels=LabelTable()))
-        return self.session.labels
+        return self.session.case.ensure_labels()  # an empty map to paint by hand when there is none
 
     # -- brush strokes --------------------------------------------------------------------------
     def begin_stroke(self, plane: str) -> None:
@@ -95,14 +111,14 @@ class LabelEditor(QObject):
         if e.n_changed:
             e.apply(labels.array)
             self._stroke.append(e)
-            self.session.notify_labels_edited(e.box)
+            self.session.case.notify_labels_edited(e.box)
 
     def end_stroke(self) -> None:
         stroke, self._stroke = self._stroke, None
         if not stroke:
             return
         edit = LE.merge(stroke, self.session.labels.array, self._stroke_desc)
-        self.undo_stack.push(LabelEditCommand(self.session, edit, applied=True, on_change=self.edited.emit))
+        self.undo_stack.push(LabelEditCommand(self.session.case, edit, applied=True, on_change=self.edited.emit))
 
     # -- whole-structure operations -------------------------------------------------------------
     def run_operation(self, name: str, value: int) -> LE.LabelEdit | None:
@@ -119,5 +135,5 @@ class LabelEditor(QObject):
         if edit.n_changed == 0:
             self.message.emit(f"{edit.description}: nothing to change")
             return None
-        self.undo_stack.push(LabelEditCommand(self.session, edit, on_change=self.edited.emit))
+        self.undo_stack.push(LabelEditCommand(self.session.case, edit, on_change=self.edited.emit))
         return edit

@@ -13,20 +13,20 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QToolButton
 
+from surgtwin.core.case import LabelsEditedError
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.render.presets import WINDOW_PRESETS
 from surgtwin.services import pipeline
 from surgtwin.services.panels import default_registry
 from surgtwin.services.session import Session
+from surgtwin.ui.case_actions import FILE_FILTER, CaseActions
 from surgtwin.ui.dialogs import NOT_FOR_CLINICAL_USE, about_box, error_box
 from surgtwin.ui.editing import LabelEditor
 from surgtwin.ui.job_runner import JobRunner
 from surgtwin.ui.segmentation_choice import METHOD_TEXT, SegmentationChoice
-from surgtwin.ui.settings import add_recent, app_settings, recent_files
+from surgtwin.ui.settings import app_settings, recent_files
 from surgtwin.ui.tool_state import ToolState
 from surgtwin.ui.views import LAYOUTS, ViewArea
-
-FILE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)"
 
 
 def registry_area(registry, panel_id: str) -> str:
@@ -34,14 +34,18 @@ def registry_area(registry, panel_id: str) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, session: Session | None = None, *, registry=None, settings=None) -> None:
+    def __init__(self, session: Session | None = None, *, registry=None, settings=None,
+                 ask_on_close: bool = False, autosave_minutes: float | None = None) -> None:
         super().__init__()
         self.setObjectName("mainWindow")
         self.session = session or Session()
         self.settings = settings or app_settings()
+        self.ask_on_close = ask_on_close
         self.tools = ToolState(self)
         self.editor = LabelEditor(self.session, self.tools, self)
         self.jobs = JobRunner(self, self)
+        self.cases = CaseActions(self, autosave_minutes=autosave_minutes)
+        self.cases.opened.connect(self._opened)
         self.last_dialog = None
         self.last_segmentation = None  # core's SegmentationResult of the last Segment (structures, method)
         self._pending3d: list = []
@@ -63,6 +67,13 @@ class MainWindow(QMainWindow):
         self._mesh_timer.setInterval(700)
         self._mesh_timer.timeout.connect(self._refresh_meshes)
         self.session.volume_changed.connect(self._update_title)
+        self.session.items_changed.connect(lambda *_: self._stale_timer.start())
+        self.session.labels_changed.connect(lambda *_: self._stale_timer.start())
+        self.session.volume_changed.connect(lambda *_: self._stale_timer.start())
+        self._stale_timer = QTimer(self)
+        self._stale_timer.setSingleShot(True)
+        self._stale_timer.setInterval(400)
+        self._stale_timer.timeout.connect(self._update_stale)
         self.setAcceptDrops(True)
         self.resize(1500, 920)
         geo = self.settings.value("geometry")
@@ -105,18 +116,20 @@ class MainWindow(QMainWindow):
         f = mb.addMenu("&File")
         self.act_open_file = self._act("Open &file…", self.open_file_dialog, "Ctrl+O")
         self.act_open_folder = self._act("Open &folder (DICOM)…", self.open_folder_dialog, "Ctrl+Shift+O")
-        self.act_open_session = self._act("Open &session…", self.open_session_dialog, "Ctrl+Alt+O")
-        self.act_save_session = self._act("&Save session…", self.save_session_dialog, "Ctrl+S")
-        for a in (self.act_open_file, self.act_open_folder, self.act_open_session):
+        self.act_open_case = self._act("Open &case…", self.cases.open_dialog, "Ctrl+Alt+O")
+        self.act_save_case = self._act("&Save case", lambda: self.cases.save(), "Ctrl+S")
+        self.act_save_case_as = self._act("Save case &as…", self.cases.save_as_dialog, "Ctrl+Shift+S")
+        for a in (self.act_open_case, self.act_open_file, self.act_open_folder):
             f.addAction(a)
         self.samples_menu = f.addMenu("Sample &cases")
-        self.recent_menu = f.addMenu("&Recent")
+        self.recent_menu = f.addMenu("&Recent cases and images")
         f.addSeparator()
-        f.addAction(self.act_save_session)
+        f.addAction(self.act_save_case)
+        f.addAction(self.act_save_case_as)
         f.addSeparator()
         f.addAction(self._act("&Quit", self.close, "Ctrl+Q"))
         self._fill_samples()
-        self._fill_recent()
+        self.fill_recent()
 
         e = mb.addMenu("&Edit")
         self.act_undo = self.editor.undo_stack.createUndoAction(self, "&Undo")
@@ -230,6 +243,10 @@ class MainWindow(QMainWindow):
         self.seg_info.setStyleSheet("color: #8891a5;")
         sb.addPermanentWidget(self.seg_info)
         self.session.volume_changed.connect(lambda *_: self._set_seg_info(None))
+        self.stale_info = QLabel("")  # which case items are out of date (e.g. meshes after a label edit)
+        self.stale_info.setObjectName("staleInfo")
+        self.stale_info.setStyleSheet("color: #ffb454;")
+        sb.addPermanentWidget(self.stale_info)
         warn = QLabel(NOT_FOR_CLINICAL_USE)
         warn.setObjectName("notClinical")
         sb.addPermanentWidget(warn)
@@ -243,7 +260,7 @@ class MainWindow(QMainWindow):
             a = self.samples_menu.addAction("(no sample cases in surgtwin/data/samples/)")
             a.setEnabled(False)
 
-    def _fill_recent(self) -> None:
+    def fill_recent(self) -> None:
         self.recent_menu.clear()
         items = recent_files(self.settings)
         for p in items:
@@ -251,11 +268,30 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(items))
 
     def _update_title(self) -> None:
-        src = self.session.source.get("path")
-        name = Path(src).name if src else "no image open"
-        if src and Path(src).name == "dicom":
-            name = Path(src).parent.name
-        self.setWindowTitle(f"surgtwin — {name} — {NOT_FOR_CLINICAL_USE}")
+        case = self.session.case
+        name = (case.name or "unnamed case") if case is not None else "no image open"
+        if self.session.case_path is not None:
+            name = self.session.case_path.name
+        dirty = " •" if case is not None and case.dirty else ""
+        self.setWindowTitle(f"surgtwin — {name}{dirty} — {NOT_FOR_CLINICAL_USE}")
+
+    def _update_stale(self) -> None:
+        """Show which case items are out of date (the case knows; this only displays it)."""
+        case = self.session.case
+        stale = case.stale_items() if case is not None else {}
+        if not stale:
+            self.stale_info.setText("")
+            self.stale_info.setToolTip("")
+        else:
+            self.stale_info.setText("⚠ out of date: " + ", ".join(stale))
+            self.stale_info.setToolTip("\n".join(f"{k}: {'; '.join(r)}" for k, r in stale.items())
+                                       + "\nRebuild them (Pipeline menu) before relying on them.")
+        self._update_title()
+
+    def view_state(self) -> dict:
+        """The view settings saved with the case."""
+        return self.session.view_state(layout=self.views.layout_name,
+                                       volume_rendering=self.views.view3d.volume_preset)
 
     # -- opening --------------------------------------------------------------------------------
     def open_file_dialog(self) -> None:
@@ -269,45 +305,21 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def open_path(self, path, *, series_uid=None) -> None:
-        """Open a session folder, a case/DICOM folder (via the series browser) or an image file."""
-        path = Path(path)
-        self.settings.setValue("last_dir", str(path.parent))
-        if path.is_dir() and (path / "session.json").is_file():
-            self.open_session(path)
-        elif path.is_dir() and series_uid is None and pipeline.find_case_for(path) is None:
-            self.jobs.run("Scanning for series", pipeline.find_series, path,
-                          on_done=lambda cands: self._choose_series(path, cands))
-        else:
-            self.jobs.run(f"Opening {path.name}", pipeline.open_case, path, series_uid=series_uid,
-                          on_done=lambda res: self._loaded(path, res))
+        """Open a case, a case/DICOM folder (via the series browser) or an image file."""
+        self.cases.open_path(path, series_uid=series_uid)
 
-    def _choose_series(self, folder: Path, candidates) -> None:
-        from surgtwin.ui.series_dialog import SeriesDialog
-
-        ok = [c for c in candidates if getattr(c, "refusal", None) is None]
-        if not candidates:
-            raise SurgtwinError("no DICOM series found in this folder", path=folder,
-                                hint="choose the folder that holds the .dcm files")
-        if len(candidates) == 1 and ok and not ok[0].warnings:
-            self.open_path(folder, series_uid=ok[0].series_uid)
-            return
-        dlg = SeriesDialog(folder, candidates, self)
-        self.last_dialog = dlg
-        dlg.accepted.connect(lambda: dlg.selected() is not None and self.open_path(folder,
-                                                                                 series_uid=dlg.selected().series_uid))
-        dlg.open()
-
-    def _loaded(self, path: Path, result) -> None:
-        volume, labels, source = result
-        self.session.set_volume(volume, source=source)
-        if labels is not None:
-            self.session.set_labels(labels)
-        self.settings.setValue("recent", add_recent(self.settings, str(path)))
-        self._fill_recent()
+    def _opened(self, case) -> None:
+        view = case.view
+        if view.get("layout") in LAYOUTS:
+            self.set_layout(view["layout"])
         self._update_title()
-        self.statusBar().showMessage(f"Opened {path.name}: {volume.shape[0]}×{volume.shape[1]}×{volume.shape[2]} "
-                                     f"voxels, spacing {', '.join(f'{s:.2f}' for s in volume.spacing_mm)} mm", 8000)
-        if labels is not None and len(labels.labels):
+        v = case.volume
+        self.statusBar().showMessage(f"Opened {case.name or 'case'}: {v.shape[0]}×{v.shape[1]}×{v.shape[2]} "
+                                     f"voxels, spacing {', '.join(f'{x:.2f}' for x in v.spacing_mm)} mm", 8000)
+        if case.meshes:
+            self.jobs.run("Preparing the 3D view", pipeline.display_meshes, dict(case.meshes),
+                          on_done=self.session.set_meshes)
+        elif case.labels is not None and len(case.labels.labels):
             self.build_meshes()
 
     # -- pipeline -------------------------------------------------------------------------------
@@ -334,31 +346,53 @@ class MainWindow(QMainWindow):
                 return
         if not self._need_volume():
             return
-        if not pipeline.segmentation_available():
-            self.last_dialog = QMessageBox(QMessageBox.Icon.Information, "Segmentation",
-                                           "Segmentation is not available yet in this build.\n\nOpen a sample "
-                                           "case (it ships reference labels) or load a label file instead.",
-                                           QMessageBox.StandardButton.Ok, self)
-            self.last_dialog.setObjectName("notAvailable")
-            self.last_dialog.show()
-            return
         used = self.seg_choice.describe()
-        self.jobs.run("Segmenting", pipeline.segment, self.session.volume, **self.seg_choice.segment_kwargs(),
-                      on_done=lambda result: self._segmented(result, used))
+        self.cases.autosave()  # a long step: keep what the user has before it
+        job = self._prepare("segment", **self.seg_choice.segment_kwargs())
+        if job is not None:
+            self.jobs.run("Segmenting", job.compute, on_done=lambda out: self._segmented(out, used))
 
-    def _segmented(self, result, used: str = "") -> None:
-        """Show a segmentation: ``result`` is core's SegmentationResult (or a bare LabelMap)."""
-        structures = getattr(result, "structures", None)
-        labels = result.labels if structures is not None else result
-        self.last_segmentation = result if structures is not None else None
-        self.session.set_labels(labels)
+    def _prepare(self, step: str, **options):
+        """``pipeline.prepare_step`` with its refusal (missing or stale inputs) shown to the user."""
+        try:
+            return pipeline.prepare_step(self.session.case, step, **options)
+        except SurgtwinError as exc:
+            self.last_dialog = error_box(self, step.capitalize(), exc)
+            return None
+
+    def _segmented(self, out, used: str = "") -> None:
+        """Put a segmentation into the case (asking first if the labels were edited meanwhile)."""
+        try:
+            out.apply_to(self.session.case)
+        except LabelsEditedError:
+            box = QMessageBox(QMessageBox.Icon.Question, "Segmentation finished",
+                              "You edited the labels while the segmentation ran. Replace your edits with the "
+                              "new segmentation?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                              self)
+            box.setObjectName("replaceEditsBox")
+            box.button(QMessageBox.StandardButton.Yes).setText("Replace my edits")
+            box.button(QMessageBox.StandardButton.No).setText("Keep my edits")
+            box.setDefaultButton(QMessageBox.StandardButton.No)
+
+            def answered(button) -> None:
+                if box.standardButton(button) == QMessageBox.StandardButton.Yes:
+                    out.based_on_revision = None
+                    self._segmented(out, used)
+
+            box.buttonClicked.connect(answered)
+            box.show()
+            self.last_dialog = box
+            return
+        result = out.result
+        structures = result.structures
+        self.last_segmentation = result
         model = getattr(result, "model", None)
         if model and used.startswith("bundled model"):
             used = f"bundled model {model}"
         elif model and model not in used:
             used = f"{used}, {model}"
         msg = f"Segmented with the {used}" if used else "Segmented"
-        if structures is not None:
+        if structures:
             msg += f": {len(structures)} structures"
             rated = [s for s in structures if s.confidence is not None]
             if rated:
@@ -369,7 +403,7 @@ class MainWindow(QMainWindow):
                 msg += f"; {'; '.join(warnings)}"
         msg += " — planning aid, not for clinical use"
         self.statusBar().showMessage(msg, 15000)
-        self._set_seg_info(result if structures is not None else None, used)
+        self._set_seg_info(result, used)
         self.build_meshes()
 
     def _set_seg_info(self, result, used: str = "") -> None:
@@ -385,28 +419,37 @@ class MainWindow(QMainWindow):
             lines.append(f"{s.name.replace('_', ' ')}: {s.volume_ml:.1f} ml{conf}")
         self.seg_info.setToolTip("\n".join(lines))
 
-    def _labels_snapshot(self):
-        from dataclasses import replace
-
-        lab = self.session.labels
-        return replace(lab, array=lab.array.copy())
-
-    def build_meshes(self) -> None:
+    def build_meshes(self, *, allow_stale: bool = False) -> None:
+        """The mesh step on the case (full-resolution surfaces), then their display copies."""
         if not self._need_volume():
             return
         if self.session.labels is None or not len(self.session.labels.labels):
             self.statusBar().showMessage("No structures to mesh: run Segment or open a case with labels", 5000)
             return
-        self.jobs.run("Building meshes", pipeline.display_meshes, self._labels_snapshot(),
-                      on_done=self.session.set_meshes)
+        self._dirty_values = set()
+        job = self._prepare("mesh", allow_stale=allow_stale)
+        if job is not None:
+            self.jobs.run("Building meshes", _mesh_and_display, job, len(self.session.labels.labels),
+                          on_done=self._meshed)
+
+    def _meshed(self, result, *, merge: bool = False) -> None:
+        out, display = result
+        out.apply_to(self.session.case)
+        if merge:
+            names = set(out.items["meshes"][1].parameters.get("structures") or [])
+            display = {**{k: m for k, m in self.session.meshes.items() if k not in names}, **display}
+        self.session.set_meshes(display)
 
     def compute_stats(self) -> None:
         if not self._need_volume() or self.session.labels is None:
             return
+        from dataclasses import replace
+
         from surgtwin.services.measure import structure_stats
 
-        self.jobs.run("Structure statistics", structure_stats, self._labels_snapshot(), self.session.volume,
-                      on_done=self.session.set_stats)
+        lab = self.session.labels
+        self.jobs.run("Structure statistics", structure_stats, replace(lab, array=lab.array.copy()),
+                      self.session.volume, on_done=self.session.set_stats)
 
     def _on_edited(self, values) -> None:
         if values:
@@ -424,17 +467,10 @@ class MainWindow(QMainWindow):
         if not values or self.session.labels is None:
             return
         names = [self.session.display[v].name for v in values]
-
-        def _merge(new):
-            meshes = {k: m for k, m in self.session.meshes.items() if k not in names}
-            meshes.update(new)
-            self.session.set_meshes(meshes)
-
-        def _mesh(labels, *, progress=None, cancel=None):
-            keep = [n for n in names if np.any(labels.array == labels.labels.by_name(n).value)]
-            return pipeline.display_meshes(labels, labels=keep, progress=progress, cancel=cancel) if keep else {}
-
-        self.jobs.run("Updating meshes", _mesh, self._labels_snapshot(), on_done=_merge)
+        job = self._prepare("mesh", structures=names, merge=True)
+        if job is not None:
+            self.jobs.run("Updating meshes", _mesh_and_display, job, len(self.session.labels.labels),
+                          on_done=lambda res: self._meshed(res, merge=True))
 
     def label_operation(self, name: str) -> None:
         try:
@@ -452,37 +488,6 @@ class MainWindow(QMainWindow):
         if box and box[0] is not None:
             centre = [(s.start + s.stop - 1) / 2 for s in box[0]]
             self.session.set_crosshair(lab.index_to_world(centre))
-
-    # -- sessions -------------------------------------------------------------------------------
-    def save_session_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", str(self.settings.value("last_dir", "")),
-                                              "surgtwin session (*.surgtwin)")
-        if path:
-            self.save_session(path if path.endswith(".surgtwin") else path + ".surgtwin")
-
-    def save_session(self, folder) -> None:
-        from surgtwin.services.session_io import save_session
-
-        view = {"layout": self.views.layout_name, "volume_rendering": self.views.view3d.volume_preset}
-        self.jobs.run("Saving session", save_session, self.session, Path(folder), view=view,
-                      on_done=lambda p: (self.settings.setValue("recent", add_recent(self.settings, str(p))),
-                                         self._fill_recent()))
-
-    def open_session_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open session folder", str(self.settings.value("last_dir", "")))
-        if path:
-            self.open_session(path)
-
-    def open_session(self, folder) -> None:
-        from surgtwin.services.session_io import apply_loaded, open_session
-
-        def done(loaded):
-            view = apply_loaded(self.session, loaded)
-            if view.get("layout") in LAYOUTS:
-                self.set_layout(view["layout"])
-            self._update_title()
-
-        self.jobs.run("Opening session", open_session, Path(folder), self.session, on_done=done)
 
     # -- view state -----------------------------------------------------------------------------
     def set_layout(self, name: str) -> None:
@@ -506,14 +511,14 @@ class MainWindow(QMainWindow):
         self.cursor_label.setText(text + (f"   {name.replace('_', ' ')}" if name else ""))
 
     def _on_pick3d(self, lps) -> None:
-        from surgtwin.services.session import Measurement
+        from surgtwin.core.measure import Measurement
 
         if self.tools.tool not in ("distance", "angle"):
             return
         self._pending3d.append(tuple(float(v) for v in lps))
         need = 2 if self.tools.tool == "distance" else 3
         if len(self._pending3d) >= need:
-            self.session.add_measurement(Measurement(self.tools.tool, self._pending3d[:need], None))
+            self.session.case.add_measurement(Measurement(self.tools.tool, self._pending3d[:need], None))
             self._pending3d = []
 
     # -- Qt events ------------------------------------------------------------------------------
@@ -534,14 +539,61 @@ class MainWindow(QMainWindow):
             self.open_path(urls[0])
 
     def closeEvent(self, e) -> None:  # noqa: N802
+        case = self.session.case
+        if self.ask_on_close and case is not None and case.dirty and not self._confirm_close():
+            e.ignore()
+            return
         self.jobs.cancel()
+        if self.jobs.job is not None:
+            self.jobs.job.wait(10)
+        self.cases.close_case()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()
         self.views.view3d.close_plotter()
         super().closeEvent(e)
+
+    def _confirm_close(self) -> bool:
+        """Ask about unsaved changes; True to go on closing."""
+        from surgtwin.services import recovery
+
+        case = self.session.case
+        ans = QMessageBox.question(self, "Unsaved changes", f"Save the changes to {case.name or 'this case'}?",
+                                   QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                                   | QMessageBox.StandardButton.Cancel)
+        if ans == QMessageBox.StandardButton.Cancel:
+            return False
+        if ans == QMessageBox.StandardButton.Discard:
+            recovery.discard(case.case_id, folder=self.cases.autosaver.folder)
+            case.mark_saved()
+            return True
+        target = self.session.case_path
+        if target is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save case", f"{case.name or 'case'}.stwin",
+                                                  "surgtwin case (*.stwin)")
+            if not path:
+                return False
+            target = Path(path)
+        try:
+            case.set_view(self.view_state())
+            self.session.case_path = pipeline.save_case(case, target)
+        except SurgtwinError as exc:
+            self.last_dialog = error_box(self, "Save", exc)
+            return False
+        recovery.discard(case.case_id, folder=self.cases.autosaver.folder)
+        return True
 
     def screenshot(self, path) -> Path:
         """Render every view and save a PNG of the whole window."""
         self.views.view3d.render_now()
         self.grab().save(str(path))
         return Path(path)
+
+
+def _mesh_and_display(job, n_structures: int, *, progress=None, cancel=None):
+    """Worker: the mesh step's compute, then display copies of what it built."""
+    from surgtwin.core.progress import scaled
+
+    out = job.compute(progress=scaled(progress, 0, 0.9), cancel=cancel)
+    meshes = out.items["meshes"][0]
+    return out, pipeline.display_meshes(meshes, n_structures=n_structures, progress=scaled(progress, 0.9, 1.0),
+                                        cancel=cancel)

@@ -26,7 +26,7 @@ KEY_HOSPITAL = "segmentation/hospital_bundle"
 
 
 class SegmentationChoice(QObject):
-    """The exclusive method actions (``actions[key]``), their ``menu``, and the kwargs for ``pipeline.segment``."""
+    """The exclusive method actions (``actions[key]``), their ``menu``, and the options of the segment step."""
 
     changed = Signal(str)
 
@@ -91,7 +91,7 @@ class SegmentationChoice(QObject):
         self.actions[HOSPITAL].setToolTip(tip)
 
     def segment_kwargs(self) -> dict:
-        """Keyword arguments for ``pipeline.segment`` for the current choice."""
+        """Keyword arguments for the segment step (``pipeline.prepare_step``) for the current choice."""
         if self.method == CLASSICAL:
             return {"method": "classical"}
         if self.method == HOSPITAL:

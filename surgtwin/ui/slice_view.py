@@ -13,8 +13,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from surgtwin.core.measure import Measurement
 from surgtwin.render import slices as S
-from surgtwin.services.session import Measurement
 from surgtwin.ui.theme import PLANE_COLORS
 
 
@@ -311,7 +311,7 @@ class SliceView(QWidget):
             self._pending.append(tuple(float(v) for v in lps))
             need = 2 if tool == "distance" else 3
             if len(self._pending) == need:
-                self.session.add_measurement(Measurement(tool, self._pending, self.plane))
+                self.session.case.add_measurement(Measurement(tool, self._pending, self.plane))
                 self._pending = []
             self.update()
         elif self.tools.edits:

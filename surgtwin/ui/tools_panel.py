@@ -81,7 +81,7 @@ class ToolsPanel(QWidget):
         self.delete = QPushButton("Delete")
         self.delete.clicked.connect(self._delete)
         self.clear = QPushButton("Clear all")
-        self.clear.clicked.connect(session.clear_measurements)
+        self.clear.clicked.connect(lambda: session.case is not None and session.case.clear_measurements())
         row.addWidget(self.delete)
         row.addWidget(self.clear)
         v.addLayout(row)
@@ -109,4 +109,4 @@ class ToolsPanel(QWidget):
     def _delete(self) -> None:
         it = self.list.currentItem()
         if it is not None:
-            self.session.remove_measurement(it.data(256))
+            self.session.case.remove_measurement(it.data(256))

@@ -13,7 +13,7 @@ from __future__ import annotations
 def add_parser(sub):
     p = sub.add_parser("gui", help="open the desktop app (default command)",
                        description="Open the surgtwin desktop app. NOT FOR CLINICAL USE.")
-    p.add_argument("path", nargs="?", help="DICOM folder, image file, sample case or saved session to open")
+    p.add_argument("path", nargs="?", help="case (.stwin), DICOM folder, image file or sample case to open")
     p.add_argument("--screenshot", metavar="OUT.png", help="save a screenshot of the window once loaded, then quit")
     p.add_argument("--quit-after", type=float, metavar="SECONDS", help="quit this many seconds after start")
     p.add_argument("--size", metavar="WxH", default=None, help="window size in pixels, e.g. 1500x920")

@@ -36,58 +36,33 @@ def _find_labels(inp: Path, labels_arg: str | None) -> Path:
     return inp  # the input itself is the label image
 
 
-def load_labelmap(labels_path: Path, table_path: Path | None = None):
-    """Label image + label table -> LabelMap (table from labels.json beside the image when present)."""
-    import numpy as np
-
-    from surgtwin.core.errors import SurgtwinError
-    from surgtwin.core.io import load_volume
-    from surgtwin.core.types import Label, LabelMap, LabelTable
-
-    vol = load_volume(labels_path)
-    arr = vol.array
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise SurgtwinError("the label image has non-integer values", path=labels_path,
-                                hint="is this the CT rather than the labels?")
-        arr = arr.astype(np.int32)
-    if table_path is None:
-        for cand in (labels_path.parent / "labels.json",
-                     labels_path.with_name(labels_path.name.split(".")[0] + ".json")):
-            if cand.is_file():
-                table_path = cand
-                break
-    if table_path is not None:
-        table = LabelTable.load(table_path)
-    else:
-        table = LabelTable(Label(int(v), f"label_{int(v)}", (200, 200, 200)) for v in np.unique(arr) if v > 0)
-    return LabelMap(arr, vol.affine, frame_of_reference_uid=vol.frame_of_reference_uid, labels=table)
-
-
 def run(args) -> int:
     import json
 
     from surgtwin.cli.progress_bar import ProgressBar
     from surgtwin.core.errors import SurgtwinError
+    from surgtwin.core.labels_io import read_labelmap
     from surgtwin.core.mesh.io import export_mesh, safe_filename, write_tet_mesh
-    from surgtwin.core.mesh.surfaces import surfaces_from_labels
+    from surgtwin.services import pipeline
 
     inp = Path(args.input)
     if not inp.exists():
         raise SurgtwinError("no such file or folder", path=inp)
-    labels_path = _find_labels(inp, args.labels)
-    lm = load_labelmap(labels_path, Path(args.label_table) if args.label_table else None)
-    structures = [s.strip() for s in args.structures.split(",") if s.strip()] if args.structures else None
     if args.smoothing_iterations < 0:
         raise SurgtwinError("--smoothing-iterations must be >= 0")
-
-    meshes = surfaces_from_labels(
-        lm,
-        labels=structures,
-        smoothing_iterations=args.smoothing_iterations,
-        target_triangles=args.target_triangles,
-        progress=ProgressBar("surfaces"),
-    )
+    structures = [s.strip() for s in args.structures.split(",") if s.strip()] if args.structures else None
+    case_ct = None
+    if pipeline.is_case_path(inp):  # a saved case: its label map (edits included) and its CT
+        case = pipeline.load_case(inp)
+        if case.labels is None:
+            raise SurgtwinError("the case has no label map yet", path=inp,
+                                hint="run: surgtwin case run CASE --steps segment")
+        labels_path, lm, case_ct = inp, case.labels, case.volume
+    else:  # the same label-reading rules as the app (surgtwin.core.labels_io)
+        labels_path = _find_labels(inp, args.labels)
+        lm = read_labelmap(labels_path, table_path=Path(args.label_table) if args.label_table else None)
+    meshes, _ = pipeline.compute_surfaces(lm, structures=structures, smoothing_iterations=args.smoothing_iterations,
+                                          target_triangles=args.target_triangles, progress=ProgressBar("surfaces"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {
@@ -112,7 +87,7 @@ def run(args) -> int:
         from surgtwin.core.mesh.tetra import tet_mesh
 
         tet_structs = [s.strip() for s in args.tet.split(",") if s.strip()]
-        ct = _maybe_ct(inp, labels_path)
+        ct = case_ct if case_ct is not None else _maybe_ct(inp, labels_path)
         tm = tet_mesh(lm, tet_structs, size_mm=args.tet_size_mm, ct=ct, progress=ProgressBar("tet mesh"))
         stem = "tet_" + "_".join(safe_filename(s) for s in tet_structs)
         files = write_tet_mesh(tm, out / stem)

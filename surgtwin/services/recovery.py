@@ -110,9 +110,9 @@ def pending(*, folder: Path | None = None) -> list[Recovery]:
     return sorted(out, key=lambda r: r.saved, reverse=True)
 
 
-def restore(rec: Recovery) -> Case:
+def restore(rec: Recovery, *, progress=None, cancel=None) -> Case:
     """Open a recovery copy as an unsaved case (the user saves it where they want)."""
-    case = open_case(rec.folder)
+    case = open_case(rec.folder, progress=progress, cancel=cancel)
     case.dirty = True
     return case
 

@@ -17,6 +17,7 @@ def phantom_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("SURGTWIN_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("SURGTWIN_RECOVERY_DIR", str(tmp_path / "recovery"))
     empty = tmp_path / "no_samples"
     empty.mkdir()
     monkeypatch.setenv("SURGTWIN_SAMPLES", str(empty))

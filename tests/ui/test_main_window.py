@@ -215,38 +215,44 @@ def test_layouts(loaded):
     assert all(v.isVisible() for v in win.views.slices.values())
 
 
-def _fake_segment(delay_s=1.5):
-    """A fake core segmentation: real CPU work in small steps, with progress and cancel."""
+def _fake_segment(volume, delay_s=1.5):
+    """A fake core segmentation: real CPU work in small steps, with progress and cancel, returning
+    the phantom's labels as a core ``SegmentationResult``."""
     from surgtwin.core.progress import check, report
+    from surgtwin.core.segmentation import SegmentationResult
     from surgtwin.services.demo import phantom
 
-    result = {}
+    labels = phantom(shape=volume.shape, spacing_mm=tuple(volume.spacing_mm))[1]
 
-    def segment(volume, *, method="classical", progress=None, cancel=None):
+    def segment(volume, *, method="classical", progress=None, cancel=None, **_):
         t0 = time.perf_counter()
         a = np.random.default_rng(0).random(200_000)
         while time.perf_counter() - t0 < delay_s:
             a = np.sqrt(a * a + 1.0) - 1.0  # single-threaded numpy work, like a classical pipeline
             check(cancel)
             report(progress, (time.perf_counter() - t0) / delay_s, "thinking")
-        return result["labels"]
+        return SegmentationResult(labels, [], "classical")
 
-    def prepare(volume):
-        result["labels"] = phantom(shape=volume.shape, spacing_mm=tuple(volume.spacing_mm))[1]
-        return segment
+    return segment
 
-    return prepare
+
+def _dab(win, qtbot, value, radius_mm=8.0):
+    """One paint click of ``value`` at the crosshair in the axial view."""
+    win.tools.set(tool="paint", active_label=value, brush_radius_mm=radius_mm)
+    view = win.views.slices["axial"]
+    p = _pt(view.screen_from_lps(win.session.crosshair_lps))
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=p)
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=p)
 
 
 def test_segment_runs_in_worker_with_progress_and_gui_stays_responsive(loaded, qtbot, monkeypatch):
     from PySide6.QtCore import QTimer
 
-    from surgtwin.services import pipeline
+    import surgtwin.core.segmentation as seg
 
     win = loaded
-    monkeypatch.setattr(pipeline, "segmentation_available", lambda: True)
-    monkeypatch.setattr(pipeline, "segment", _fake_segment(1.5)(win.session.volume))
-    win.session.set_labels(None)
+    monkeypatch.setattr(seg, "segment", _fake_segment(win.session.volume, 1.5))
+    win.session.case.set_labels(None)
     qtbot.wait(500)  # let the views redraw first: only the job's time is measured
     stamps = []
     timer = QTimer()
@@ -270,11 +276,10 @@ def test_segment_runs_in_worker_with_progress_and_gui_stays_responsive(loaded, q
 
 
 def test_cancel_stops_the_job_and_keeps_state(loaded, qtbot, monkeypatch):
-    from surgtwin.services import pipeline
+    import surgtwin.core.segmentation as seg
 
     win = loaded
-    monkeypatch.setattr(pipeline, "segmentation_available", lambda: True)
-    monkeypatch.setattr(pipeline, "segment", _fake_segment(30.0)(win.session.volume))
+    monkeypatch.setattr(seg, "segment", _fake_segment(win.session.volume, 30.0))
     labels = win.session.labels
     win.act_segment.trigger()
     qtbot.waitUntil(lambda: win.jobs.bar.value() > 0, timeout=5000)
@@ -296,32 +301,23 @@ def test_user_error_is_shown_in_a_dialog_not_raised(window, qtbot, tmp_path):
     box.close()
 
 
-def test_segment_without_core_module_says_not_available(window, qtbot, phantom_dir, monkeypatch):
-    from surgtwin.services import pipeline
+def test_save_and_open_case_roundtrip(loaded, qtbot, tmp_path):
+    from surgtwin.core.measure import Measurement
 
-    monkeypatch.setattr(pipeline, "segmentation_available", lambda: False)
-    window.open_path(phantom_dir / "image.nii.gz")
-    qtbot.waitUntil(lambda: window.session.volume is not None, timeout=30000)
-    wait_jobs(qtbot, window)
-    window.act_segment.trigger()
-    assert window.last_dialog.objectName() == "notAvailable" and window.last_dialog.isVisible()
-    assert "not available yet" in window.last_dialog.text()
-    window.last_dialog.close()
-
-
-def test_save_and_open_session_roundtrip(loaded, qtbot, tmp_path):
     win = loaded
     win.session.set_structure(2, visible=False, color=(10, 20, 30))
     win.session.labels.array[20, 30, 30] = 5
+    win.session.case.notify_labels_edited()
     win.session.set_window(1800, 400)
-    from surgtwin.services.session import Measurement
-
-    win.session.add_measurement(Measurement("distance", [(0, 0, 0), (3, 4, 0)], "axial"))
+    win.session.case.add_measurement(Measurement("distance", [(0, 0, 0), (3, 4, 0)], "axial"))
+    win.set_layout("1x3")
     labels = win.session.labels.array.copy()
-    folder = tmp_path / "case.surgtwin"
-    win.save_session(folder)
+    folder = tmp_path / "case.stwin"
+    assert win.cases.save(folder)
     wait_jobs(qtbot, win)
-    assert (folder / "session.json").is_file()
+    assert (folder / "manifest.json").is_file() and not win.session.case.dirty
+    assert str(folder) in [a.text() for a in win.recent_menu.actions()]  # File > Recent
+    win.set_layout("2x2")
     win.session.clear()
     win.open_path(folder)
     qtbot.waitUntil(lambda: win.session.volume is not None, timeout=30000)
@@ -329,9 +325,97 @@ def test_save_and_open_session_roundtrip(loaded, qtbot, tmp_path):
     s = win.session
     assert np.array_equal(s.labels.array, labels)
     assert s.display[2].visible is False and s.display[2].color == (10, 20, 30)
-    assert s.window == (1800.0, 400.0)
+    assert s.window == (1800.0, 400.0) and win.views.layout_name == "1x3"
     assert [m.value for m in s.measurements] == [pytest.approx(5.0)]
-    assert set(s.meshes) == set(win.session.meshes) and s.meshes
+    assert set(s.meshes) == set(s.case.meshes) and s.meshes
+    assert s.case_path == folder and "case.stwin" in win.windowTitle()
+
+
+def test_app_opens_a_headless_case_with_the_same_structures(window, qtbot, phantom_dir, tmp_path):
+    from surgtwin.services import pipeline
+
+    case = pipeline.new_case(phantom_dir / "image.nii.gz")
+    pipeline.run_step(case, "mesh", structures=["liver", "aorta"])
+    path = pipeline.save_case(case, tmp_path / "made_by_cli.stwin")
+    window.open_path(path)
+    qtbot.waitUntil(lambda: window.session.case is not None, timeout=30000)
+    wait_jobs(qtbot, window)
+    table = window.panels["structures"].table
+    assert [table.item(r, 0).text() for r in range(table.rowCount())] == [
+        n.replace("_", " ") for n in case.labels.labels.names()]
+    assert set(window.session.meshes) == {"liver", "aorta"}  # the case's meshes, not rebuilt
+    assert window.session.case.item("meshes").provenance.method == "surfaces"
+
+
+def test_editing_labels_marks_the_meshes_stale_until_they_are_rebuilt(loaded, qtbot):
+    win = loaded
+    case = win.session.case
+    assert not case.is_stale("meshes")
+    win._mesh_timer.setInterval(60_000)  # hold the automatic refresh back to look at the stale state
+    _dab(win, qtbot, 2)
+    assert case.is_stale("meshes")
+    qtbot.waitUntil(lambda: "meshes" in win.stale_info.text(), timeout=3000)
+    win._mesh_timer.setInterval(10)
+    win._mesh_timer.start()
+    qtbot.waitUntil(lambda: not case.is_stale("meshes"), timeout=30000)
+    wait_jobs(qtbot, win)
+    qtbot.waitUntil(lambda: win.stale_info.text() == "", timeout=3000)
+
+
+def test_undo_after_the_label_map_is_replaced_does_not_touch_the_new_map(loaded, qtbot):
+    from dataclasses import replace
+
+    win = loaded
+    _dab(win, qtbot, 2, 10.0)
+    assert win.editor.undo_stack.canUndo()
+    new = replace(win.session.labels, array=np.full_like(win.session.labels.array, 3))
+    win.session.case.set_labels(new)  # e.g. a new segmentation arrives
+    assert not win.editor.undo_stack.canUndo()
+    win.act_undo.trigger()
+    assert np.all(win.session.labels.array == 3)  # not one voxel of the old map written into the new one
+
+
+def test_painting_while_segmentation_runs_is_not_overwritten(loaded, qtbot, monkeypatch):
+    import surgtwin.core.segmentation as seg
+
+    win = loaded
+    monkeypatch.setattr(seg, "segment", _fake_segment(win.session.volume, 1.5))
+    win.act_segment.trigger()
+    assert win.jobs.busy
+    before = win.session.labels.array.copy()
+    _dab(win, qtbot, 2)
+    painted = win.session.labels.array.copy()
+    assert not np.array_equal(painted, before)
+    qtbot.waitUntil(lambda: win.last_dialog is not None and win.last_dialog.objectName() == "replaceEditsBox",
+                    timeout=20000)
+    assert np.array_equal(win.session.labels.array, painted)  # the result waits for the user's answer
+    keep = win.last_dialog.button(win.last_dialog.StandardButton.No)
+    qtbot.mouseClick(keep, Qt.MouseButton.LeftButton)
+    assert np.array_equal(win.session.labels.array, painted)
+
+
+def test_autosave_then_restore_after_a_crash(loaded, qtbot):
+    from surgtwin.services import recovery
+    from surgtwin.ui.main_window import MainWindow
+
+    win = loaded
+    case = win.session.case
+    case.labels.array[10, 10, 10] = 7
+    case.notify_labels_edited()
+    assert win.cases.autosave(wait=True)
+    assert [r.case_id for r in recovery.pending()] == [case.case_id]
+    # a "crashed" app leaves the copy behind; the next window offers it
+    win2 = MainWindow()
+    qtbot.addWidget(win2)
+    box = win2.cases.offer_recovery()
+    assert box is not None and box.objectName() == "recoveryBox"
+    qtbot.mouseClick(box.button(box.StandardButton.Yes), Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, win2)
+    assert win2.jobs.last_error is None, win2.jobs.last_error
+    qtbot.waitUntil(lambda: win2.session.case is not None, timeout=30000)
+    wait_jobs(qtbot, win2)
+    assert win2.session.case.labels.array[10, 10, 10] == 7 and win2.session.case.dirty
+    win2.close()
 
 
 def test_about_box_says_not_for_clinical_use(window):

@@ -135,7 +135,7 @@ def test_classical_still_segments(loaded, qtbot):
     win = loaded
     seen = _messages(win)
     win.seg_choice.actions["classical"].trigger()
-    win.session.set_labels(None)
+    win.session.case.set_labels(None)
     win.act_segment.trigger()
     wait_jobs(qtbot, win)
     assert win.jobs.last_state == "done", win.jobs.last_error
@@ -150,10 +150,11 @@ def test_classical_still_segments(loaded, qtbot):
 @pytest.mark.slow  # ~15 s on CPU when it is the first test to import torch and MONAI
 @needs_bundled
 def test_bundled_model_segments_a_small_ct_end_to_end(window, qtbot):
+    from surgtwin.core.case import Case
     from surgtwin.core.phantom import generate_case
 
     ct = generate_case("head", 9100, pixel_mm=3.0, slice_mm=3.0).ct
-    window.session.set_volume(ct, source={"path": "phantom head 9100"})
+    window.session.set_case(Case(ct))
     seen = _messages(window)
     window.segment("bundled")
     wait_jobs(qtbot, window, timeout=180000)
@@ -168,5 +169,5 @@ def test_bundled_model_segments_a_small_ct_end_to_end(window, qtbot):
     assert "surgtwin_ct_multiorgan" in msg and "lowest confidence" in msg and "planning aid, not for clinical use" in msg
     assert "confidence" in window.seg_info.toolTip() and "brain" in window.seg_info.toolTip()
     # a new image clears the note of how the labels were made
-    window.session.set_volume(ct, source={"path": "again"})
+    window.session.set_case(Case(ct))
     assert window.seg_info.text() == ""

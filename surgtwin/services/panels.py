@@ -23,6 +23,7 @@ class PanelSpec:
     area: str = "right"
     order: int = 100
     shortcut: str | None = None
+    tab_with: str | None = None  # id of a panel in the same area to share a tabbed dock with
 
     def load_factory(self):
         mod, _, attr = self.factory.partition(":")
@@ -63,4 +64,5 @@ def default_registry() -> PanelRegistry:
     return PanelRegistry([
         PanelSpec("structures", "Structures", "surgtwin.ui.structure_panel:StructurePanel", "right", 10, "Ctrl+1"),
         PanelSpec("tools", "Edit && measure", "surgtwin.ui.tools_panel:ToolsPanel", "right", 20, "Ctrl+2"),
+        PanelSpec("case", "Case", "surgtwin.ui.case_panel:CasePanel", "right", 30, "Ctrl+3", tab_with="tools"),
     ])

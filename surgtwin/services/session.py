@@ -67,7 +67,9 @@ class Session:
         self.display_changed = Signal("display_changed")  # arg: label value or None = all
         self.measurements_changed = Signal("measurements_changed")
         self.stats_changed = Signal("stats_changed")
+        self.modified = Signal("modified")  # the case changed (unsaved changes)
         self._forward = {
+            "modified": self.modified.emit,
             "labels_changed": self._on_labels_changed,
             "labels_replaced": self._on_labels_replaced,
             "items_changed": self.items_changed.emit,

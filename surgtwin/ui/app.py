@@ -34,7 +34,7 @@ def default_path():
     return cases[0].folder if cases else None
 
 
-def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) -> int:
+def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None, panel=None) -> int:
     """Open the main window on ``path`` (default: the first sample case); optionally save a screenshot
     once loading, meshing and rendering are done, and quit after ``quit_after`` seconds."""
     t0 = time.perf_counter()
@@ -46,6 +46,13 @@ def run_app(path=None, *, screenshot=None, quit_after=None, window_size=None) ->
     win = MainWindow(ask_on_close=not screenshot and quit_after is None)
     if window_size:
         win.resize(*window_size)
+    if panel:
+        from surgtwin.core.errors import SurgtwinError
+
+        if panel not in win.docks:
+            raise SurgtwinError(f"no panel {panel!r}", hint=f"panels: {', '.join(win.docks)}")
+        win.docks[panel].show()
+        win.docks[panel].raise_()
     win.show()
     target = Path(path) if path else default_path()
     if not screenshot and win.cases.offer_recovery() is not None and not path:

@@ -46,6 +46,7 @@ class MainWindow(QMainWindow):
         self.jobs = JobRunner(self, self)
         self.cases = CaseActions(self, autosave_minutes=autosave_minutes)
         self.cases.opened.connect(self._opened)
+        self.cases.saved.connect(lambda *_: self._update_title())
         self.last_dialog = None
         self.last_segmentation = None  # core's SegmentationResult of the last Segment (structures, method)
         self._pending3d: list = []
@@ -70,6 +71,7 @@ class MainWindow(QMainWindow):
         self.session.items_changed.connect(lambda *_: self._stale_timer.start())
         self.session.labels_changed.connect(lambda *_: self._stale_timer.start())
         self.session.volume_changed.connect(lambda *_: self._stale_timer.start())
+        self.session.modified.connect(lambda *_: self._stale_timer.start())
         self._stale_timer = QTimer(self)
         self._stale_timer.setSingleShot(True)
         self._stale_timer.setInterval(400)
@@ -86,6 +88,7 @@ class MainWindow(QMainWindow):
     def _build_panels(self, registry) -> None:
         areas = {"left": Qt.DockWidgetArea.LeftDockWidgetArea, "right": Qt.DockWidgetArea.RightDockWidgetArea,
                  "bottom": Qt.DockWidgetArea.BottomDockWidgetArea}
+        tabbed = []
         for spec in registry.specs():
             widget = spec.load_factory()(self.session, self)
             dock = QDockWidget(spec.title, self)
@@ -93,9 +96,15 @@ class MainWindow(QMainWindow):
             dock.setWidget(widget)
             dock.setMinimumWidth(330)
             self.addDockWidget(areas[spec.area], dock)
+            if spec.tab_with in self.docks:  # a tab beside another panel rather than a new row
+                self.tabifyDockWidget(self.docks[spec.tab_with], dock)
+                tabbed.append(spec.tab_with)
             self.panels[spec.id] = widget
             self.docks[spec.id] = dock
-        right = [d for sid, d in self.docks.items() if registry_area(registry, sid) == "right"]
+        for first in tabbed:
+            self.docks[first].raise_()
+        right = [d for sid, d in self.docks.items() if registry_area(registry, sid) == "right"
+                 and next(s.tab_with for s in registry.specs() if s.id == sid) is None]
         if len(right) > 1:
             self.resizeDocks(right, [480] + [340] * (len(right) - 1), Qt.Orientation.Vertical)
 

@@ -452,3 +452,24 @@ def test_slice_scrolling_does_not_render_3d_until_it_pauses(loaded, qtbot):
         qtbot.wait(30)
     assert v3.frames == frames  # no software-rendered frame between wheel steps
     qtbot.waitUntil(lambda: v3.frames > frames, timeout=3000)  # one frame once scrolling stopped
+
+
+def test_case_panel_shows_items_staleness_and_rebuilds(loaded, qtbot):
+    win = loaded
+    panel = win.panels["case"]
+    case = win.session.case
+    win._mesh_timer.setInterval(60_000)  # no automatic refresh: the panel's button rebuilds
+
+    def rows():
+        return {panel.table.item(r, 0).text(): panel.table.item(r, 2).text() for r in range(panel.table.rowCount())}
+
+    qtbot.waitUntil(lambda: rows() == {"Label map": "current", "Surface meshes": "current"}, timeout=3000)
+    assert not panel.rebuild_button.isEnabled()
+    _dab(win, qtbot, 2)
+    qtbot.waitUntil(lambda: rows() == {"Label map": "edited by hand", "Surface meshes": "out of date"}, timeout=3000)
+    assert "unsaved changes" in panel.header.text()
+    qtbot.mouseClick(panel.rebuild_button, Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, win)
+    qtbot.waitUntil(lambda: rows()["Surface meshes"] == "current", timeout=3000)
+    panel.notes.setPlainText("check the portal vein")
+    qtbot.waitUntil(lambda: case.notes == "check the portal vein", timeout=3000)

@@ -253,10 +253,9 @@ def test_compositor_matches_alpha_blending():
 
 
 def test_body_wall_structures_start_hidden(case):
+    from surgtwin.core.case import Case
     from surgtwin.core.types import Label, LabelMap, LabelTable
     from surgtwin.services.session import Session
-
-    from surgtwin.core.case import Case
 
     vol, lab = case
     table = LabelTable([Label(1, "skin"), Label(2, "liver")])

@@ -17,6 +17,7 @@ def add_parser(sub):
     p.add_argument("--screenshot", metavar="OUT.png", help="save a screenshot of the window once loaded, then quit")
     p.add_argument("--quit-after", type=float, metavar="SECONDS", help="quit this many seconds after start")
     p.add_argument("--size", metavar="WxH", default=None, help="window size in pixels, e.g. 1500x920")
+    p.add_argument("--panel", metavar="ID", help="bring this side panel to the front (e.g. case, tools)")
     return p
 
 
@@ -38,4 +39,5 @@ def run(args) -> int:
             raise SurgtwinError(f"--size must look like 1500x920, got {args.size!r}") from None
     from surgtwin.ui.app import run_app
 
-    return run_app(args.path, screenshot=args.screenshot, quit_after=args.quit_after, window_size=size)
+    return run_app(args.path, screenshot=args.screenshot, quit_after=args.quit_after, window_size=size,
+                   panel=args.panel)

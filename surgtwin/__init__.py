@@ -1,7 +1,8 @@
 """surgtwin: surgical planning with 3D patient-specific anatomical digital twins.
 
 Not for clinical use. The top-level package is lazy: importing it loads no torch, VTK or Qt.
-Public API: ``load_volume``, ``find_series``, ``Volume``, ``LabelMap``, ``SurgtwinError``.
+Public API: ``load_volume``, ``find_series``, ``Volume``, ``LabelMap``, ``SurgtwinError``; the case
+(patient twin): ``new_case``, ``open_case``, ``save_case``, ``run_step``, ``Case``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ _LAZY = {
     "LabelMap": "surgtwin.core.types",
     "LabelTable": "surgtwin.core.types",
     "SurgtwinError": "surgtwin.core.errors",
+    "Case": "surgtwin.core.case",
+    "open_case": "surgtwin.core.case",
+    "save_case": "surgtwin.core.case",
+    "new_case": "surgtwin.services.pipeline",
+    "run_step": "surgtwin.services.pipeline",
 }
 
 __all__ = ["__version__", *_LAZY]

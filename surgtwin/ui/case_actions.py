@@ -172,3 +172,34 @@ class CaseActions(QObject):
         elif case is not None:
             recovery.discard(case.case_id, folder=self.autosaver.folder)
         self.autosaver.wait(30)
+
+    def confirm_close(self) -> bool:
+        """Ask about unsaved changes before the window closes (modal); True to go on closing."""
+        case = self.session.case
+        ans = QMessageBox.question(self.win, "Unsaved changes", f"Save the changes to {case.name or 'this case'}?",
+                                   QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                                   | QMessageBox.StandardButton.Cancel)
+        if ans == QMessageBox.StandardButton.Cancel:
+            return False
+        if ans == QMessageBox.StandardButton.Discard:
+            recovery.discard(case.case_id, folder=self.autosaver.folder)
+            case.mark_saved()
+            return True
+        target = self.session.case_path
+        if target is None:
+            path, _ = QFileDialog.getSaveFileName(self.win, "Save case", f"{case.name or 'case'}{SUFFIX}",
+                                                  f"surgtwin case (*{SUFFIX})")
+            if not path:
+                return False
+            target = Path(path)
+        try:
+            case.set_view(self.win.view_state())
+            self.session.case_path = pipeline.save_case(case, target)
+        except SurgtwinError as exc:
+            from surgtwin.ui.dialogs import error_box
+
+            self.win.last_dialog = error_box(self.win, "Save", exc)
+            return False
+        recovery.discard(case.case_id, folder=self.autosaver.folder)
+        return True
+

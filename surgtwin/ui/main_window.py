@@ -436,6 +436,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No structures to mesh: run Segment or open a case with labels", 5000)
             return
         self._dirty_values = set()
+        self.cases.autosave()  # a long step: keep what the user has before it
         job = self._prepare("mesh", allow_stale=allow_stale)
         if job is not None:
             self.jobs.run("Building meshes", _mesh_and_display, job, len(self.session.labels.labels),
@@ -549,7 +550,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, e) -> None:  # noqa: N802
         case = self.session.case
-        if self.ask_on_close and case is not None and case.dirty and not self._confirm_close():
+        if self.ask_on_close and case is not None and case.dirty and not self.cases.confirm_close():
             e.ignore()
             return
         self.jobs.cancel()
@@ -560,36 +561,6 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         self.views.view3d.close_plotter()
         super().closeEvent(e)
-
-    def _confirm_close(self) -> bool:
-        """Ask about unsaved changes; True to go on closing."""
-        from surgtwin.services import recovery
-
-        case = self.session.case
-        ans = QMessageBox.question(self, "Unsaved changes", f"Save the changes to {case.name or 'this case'}?",
-                                   QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                                   | QMessageBox.StandardButton.Cancel)
-        if ans == QMessageBox.StandardButton.Cancel:
-            return False
-        if ans == QMessageBox.StandardButton.Discard:
-            recovery.discard(case.case_id, folder=self.cases.autosaver.folder)
-            case.mark_saved()
-            return True
-        target = self.session.case_path
-        if target is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save case", f"{case.name or 'case'}.stwin",
-                                                  "surgtwin case (*.stwin)")
-            if not path:
-                return False
-            target = Path(path)
-        try:
-            case.set_view(self.view_state())
-            self.session.case_path = pipeline.save_case(case, target)
-        except SurgtwinError as exc:
-            self.last_dialog = error_box(self, "Save", exc)
-            return False
-        recovery.discard(case.case_id, folder=self.cases.autosaver.folder)
-        return True
 
     def screenshot(self, path) -> Path:
         """Render every view and save a PNG of the whole window."""

@@ -173,6 +173,47 @@ class CaseActions(QObject):
             recovery.discard(case.case_id, folder=self.autosaver.folder)
         self.autosaver.wait(30)
 
+    # -- export ---------------------------------------------------------------------------------
+    def export_meshes_dialog(self) -> None:
+        """File > Export meshes: the case's surfaces (full resolution, LPS mm) for 3D printing."""
+        from PySide6.QtWidgets import QInputDialog
+
+        from surgtwin.core.mesh import EXPORT_FORMATS
+
+        case = self.session.case
+        if case is None or not case.meshes:
+            self.win.statusBar().showMessage("No meshes to export: build them first (Pipeline → Build meshes)", 6000)
+            return
+        folder = QFileDialog.getExistingDirectory(self.win, "Export meshes to folder",
+                                                  str(self.win.settings.value("last_dir", "")))
+        if not folder:
+            return
+        formats = [f for f in ("stl", "3mf", "obj", "ply", "vtp") if f in EXPORT_FORMATS]
+        fmt, ok = QInputDialog.getItem(self.win, "Export meshes", "File format:", formats, 0, False)
+        if ok:
+            self.export_meshes(folder, fmt)
+
+    def export_meshes(self, folder, fmt: str = "stl", *, allow_stale: bool = False) -> None:
+        """Export, asking first when the meshes are out of date (never silently)."""
+        case = self.session.case
+        reasons = case.stale_reasons("meshes")
+        if reasons and not allow_stale:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Meshes out of date",
+                              "The meshes no longer match the case: " + "; ".join(reasons) + ".\n\nRebuild them "
+                              "first (Pipeline → Build meshes), or export these out-of-date meshes anyway?",
+                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self.win)
+            box.setObjectName("staleExportBox")
+            box.button(QMessageBox.StandardButton.Yes).setText("Export anyway")
+            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            box.buttonClicked.connect(lambda b: box.standardButton(b) == QMessageBox.StandardButton.Yes
+                                      and self.export_meshes(folder, fmt, allow_stale=True))
+            box.show()
+            self.win.last_dialog = box
+            return
+        self.win.jobs.run("Exporting meshes", _export_job, case, Path(folder), fmt, allow_stale,
+                          on_done=lambda written: self.win.statusBar().showMessage(
+                              f"Exported {len(written)} surface(s) ({fmt.upper()}, LPS mm) to {folder}", 8000))
+
     def confirm_close(self) -> bool:
         """Ask about unsaved changes before the window closes (modal); True to go on closing."""
         case = self.session.case
@@ -202,4 +243,8 @@ class CaseActions(QObject):
             return False
         recovery.discard(case.case_id, folder=self.autosaver.folder)
         return True
+
+
+def _export_job(case, folder: Path, fmt: str, allow_stale: bool, *, progress=None, cancel=None) -> dict:
+    return pipeline.export_meshes(case, folder, fmt=fmt, allow_stale=allow_stale)
 

@@ -135,6 +135,9 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         f.addAction(self.act_save_case)
         f.addAction(self.act_save_case_as)
+        self.act_export_meshes = self._act("&Export meshes (3D printing)…", self.cases.export_meshes_dialog,
+                                           tip="The case's surfaces at full resolution, in LPS mm")
+        f.addAction(self.act_export_meshes)
         f.addSeparator()
         f.addAction(self._act("&Quit", self.close, "Ctrl+Q"))
         self._fill_samples()

@@ -473,3 +473,15 @@ def test_case_panel_shows_items_staleness_and_rebuilds(loaded, qtbot):
     qtbot.waitUntil(lambda: rows()["Surface meshes"] == "current", timeout=3000)
     panel.notes.setPlainText("check the portal vein")
     qtbot.waitUntil(lambda: case.notes == "check the portal vein", timeout=3000)
+
+
+def test_export_of_stale_meshes_asks_first(loaded, qtbot, tmp_path):
+    win = loaded
+    win._mesh_timer.setInterval(60_000)
+    _dab(win, qtbot, 2)
+    win.cases.export_meshes(tmp_path / "out", "stl")
+    assert win.last_dialog.objectName() == "staleExportBox" and not (tmp_path / "out").exists()
+    qtbot.mouseClick(win.last_dialog.button(win.last_dialog.StandardButton.Yes), Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, win)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{n}.stl" for n in win.session.case.meshes)

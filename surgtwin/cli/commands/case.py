@@ -70,6 +70,10 @@ def _new(args) -> int:
         raise SurgtwinError(f"the case name must end in {SUFFIX}", path=out, hint=f"e.g. {out.name}{SUFFIX}")
     if out.exists() and not args.force:
         raise SurgtwinError("already exists", path=out, hint="choose another name or pass --force to replace it")
+    if out.exists():
+        from surgtwin.core.case import read_manifest
+
+        read_manifest(out)  # --force replaces a case, never some other folder (checked before loading)
     case = pipeline.new_case(args.input, series_uid=args.series, labels=args.labels, progress=ProgressBar("opening"))
     if args.name:
         case.name = args.name
@@ -92,15 +96,15 @@ def _run(args) -> int:
     from surgtwin.services import pipeline
 
     steps = _names(args.steps) or []
-    case = pipeline.load_case(args.case, progress=ProgressBar("opening"))
-    opts = {"segment": {"method": args.method, "bundle": args.bundle, "device": args.device},
-            "mesh": {"structures": _names(args.structures), "smoothing_iterations": args.smoothing_iterations},
-            "tet": {"structures": _names(args.tet_structures), "size_mm": args.tet_size_mm}}
-    for name in steps:
+    for name in steps:  # before the case is loaded
         if name not in pipeline.STEPS:
             from surgtwin.core.errors import SurgtwinError
 
             raise SurgtwinError(f"unknown step {name!r}", hint=f"steps: {', '.join(pipeline.STEPS)}")
+    case = pipeline.load_case(args.case, progress=ProgressBar("opening"))
+    opts = {"segment": {"method": args.method, "bundle": args.bundle, "device": args.device},
+            "mesh": {"structures": _names(args.structures), "smoothing_iterations": args.smoothing_iterations},
+            "tet": {"structures": _names(args.tet_structures), "size_mm": args.tet_size_mm}}
     for name in steps:
         out = pipeline.run_step(case, name, allow_stale=args.allow_stale, progress=ProgressBar(name),
                                 **opts.get(name, {}))

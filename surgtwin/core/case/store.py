@@ -75,6 +75,46 @@ def is_case_folder(path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+class FolderLock:
+    """An advisory lock (``flock``) on a case folder. A save holds it exclusively; an open holds it
+    shared while it reads and removes leftovers only when it can take it exclusively at once, so an
+    open never deletes the data files of a save in flight (in another process or thread), and two
+    saves into one folder never interleave. The OS drops the lock when its holder dies (kill -9).
+    Where ``flock`` is missing (Windows) or refused (some network file systems) nothing is locked."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            import fcntl  # noqa: F401 - only to know whether this platform has flock
+
+            self.fd: int | None = os.open(folder, os.O_RDONLY)
+        except (ImportError, OSError):
+            self.fd = None
+
+    def take(self, *, exclusive: bool, wait: bool = True) -> bool:
+        """Take (or convert to) the shared/exclusive lock; False when ``wait`` is off and it is held."""
+        if self.fd is None:
+            return True
+        import fcntl
+
+        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self.fd, flags)
+        except BlockingIOError:
+            return False
+        except OSError:  # no locks on this file system
+            self.fd, fd = None, self.fd
+            os.close(fd)
+        return True
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+
+
 # -- reading and validating -----------------------------------------------------------------------
 def read_manifest(folder) -> dict:
     """The validated manifest of case ``folder`` (no data file read yet)."""
@@ -163,6 +203,16 @@ def open_case(path, *, progress=None, cancel=None) -> Case:
         from surgtwin.core.case.migrate import case_from_session_v1
 
         return case_from_session_v1(folder, progress=progress, cancel=cancel)
+    with FolderLock(folder) as lock:
+        lock.take(exclusive=False)  # a save into this folder finishes first
+        case, doc = _read_case(folder, progress, cancel)
+        if lock.take(exclusive=True, wait=False):  # no other open or save is using the files
+            remove_leftovers(folder, doc)
+    report(progress, 1.0, "case open")
+    return case
+
+
+def _read_case(folder: Path, progress, cancel) -> tuple[Case, dict]:
     doc = read_manifest(folder)
     report(progress, 0.05, "checking the case files")
     files = [("volume", doc["volume"]["file"])] + [(k, it["file"]) for k, it in doc["items"].items()]
@@ -203,9 +253,7 @@ def open_case(path, *, progress=None, cancel=None) -> Case:
     case.notes = doc.get("notes", "")
     case.view = dict(doc.get("view") or {})
     case.mark_saved()
-    remove_leftovers(folder, doc)
-    report(progress, 1.0, "case open")
-    return case
+    return case, doc
 
 
 # -- saving ---------------------------------------------------------------------------------------
@@ -248,20 +296,25 @@ def save_case(case: Case, path, *, progress=None, cancel=None) -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise SurgtwinError("exists and is not a case folder", path=folder, hint="choose another name")
-    old_doc = None
-    if folder.is_dir():
-        if (folder / MANIFEST).exists():
-            try:
-                old_doc = read_manifest(folder)
-            except SurgtwinError:
-                old_doc = None  # a damaged case is replaced whole (its files are not reused)
-        elif any(p.name != DATA for p in folder.iterdir()):
-            raise SurgtwinError("is a folder that is not a surgtwin case: refused to write into it", path=folder,
-                                hint=f"choose a new name ending in {SUFFIX}")
+    if folder.is_dir() and not (folder / MANIFEST).exists() and any(p.name != DATA for p in folder.iterdir()):
+        raise SurgtwinError("is a folder that is not a surgtwin case: refused to write into it", path=folder,
+                            hint=f"choose a new name ending in {SUFFIX}")
     new_folder = not folder.exists()
     (folder / DATA).mkdir(parents=True, exist_ok=True)
     if new_folder:
         fsync_path(folder.parent)
+    with FolderLock(folder) as lock:
+        lock.take(exclusive=True)
+        return _save_locked(case, folder, progress, cancel)
+
+
+def _save_locked(case: Case, folder: Path, progress, cancel) -> Path:
+    old_doc = None
+    if (folder / MANIFEST).exists():
+        try:
+            old_doc = read_manifest(folder)
+        except SurgtwinError:
+            old_doc = None  # a damaged case is replaced whole (its files are not reused)
     old_items = (old_doc or {}).get("items", {})
     report(progress, 0.02, "writing the image")
     if old_doc and _reusable(folder, old_doc["volume"], case.volume_hash):

@@ -146,6 +146,17 @@ def load_case(path, *, progress=None, cancel=None) -> Case:
     return open_case(path, progress=progress, cancel=cancel)
 
 
+def load_case_staged(path, *, progress=None, cancel=None):
+    """``(case, deferred)``: the image and label map now, the other items (meshes, results) as
+    ``DeferredItems`` to ``load`` next, so a window paints the case before its meshes are read."""
+    from surgtwin.core.case.store import DeferredItems, open_case_staged
+
+    path = Path(path)
+    if not (path / "manifest.json").exists():  # a schema-1 session: migrated whole
+        return load_case(path, progress=progress, cancel=cancel), DeferredItems(path, {})
+    return open_case_staged(path, progress=progress, cancel=cancel)
+
+
 def save_case(case: Case, path, *, progress=None, cancel=None) -> Path:
     from surgtwin.core.case import SUFFIX
     from surgtwin.core.case import save_case as core_save
@@ -252,6 +263,9 @@ def compute_surfaces(labelmap, *, structures=None, smoothing_iterations=20, targ
 
 
 def _mesh(labels, opts, *, progress=None, cancel=None) -> StepOutput:
+    """Surfaces of all (or ``structures``) structures. ``merge=True`` (the app's refresh after
+    edits) rebuilds only ``structures`` and keeps the case's other meshes: the caller must only
+    merge when those were current before the edits, since the result is recorded as current."""
     structures = opts.get("structures")
     if structures:
         present = {lab.name for lab in labels.labels}
@@ -260,6 +274,10 @@ def _mesh(labels, opts, *, progress=None, cancel=None) -> StepOutput:
             raise SurgtwinError(f"no structure named {', '.join(map(repr, missing))} in the label map",
                                 hint=f"known: {', '.join(sorted(present))}")
         structures = [s for s in structures if s in present and np.any(labels.mask(s))]
+    if opts.get("merge") and not structures:  # every edited structure was painted away
+        prov = Provenance("surfaces", {"structures": list(opts.get("structures") or [])},
+                          {"labels": labels_content_hash(labels)})
+        return StepOutput("mesh", items={"meshes": ({}, prov)}, merge_meshes=True, summary={"structures": {}})
     meshes, prov = compute_surfaces(labels, structures=structures,
                                     smoothing_iterations=opts.get("smoothing_iterations", 20),
                                     target_triangles=opts.get("target_triangles"), progress=progress, cancel=cancel)

@@ -23,6 +23,8 @@ class CaseActions(QObject):
 
     #: a case was opened or created (arg: the Case)
     opened = Signal(object)
+    #: the rest of an opened case (meshes, results) has been read (arg: the Case)
+    items_loaded = Signal(object)
     saved = Signal(str)
 
     def __init__(self, window, *, autosave_minutes: float | None = None) -> None:
@@ -30,6 +32,7 @@ class CaseActions(QObject):
         self.win = window
         self.session = window.session
         self.autosaver = recovery.Autosaver()
+        self.loading = False  # True while the rest of an opened case is being read
         self.timer = QTimer(self)
         minutes = recovery.AUTOSAVE_MINUTES if autosave_minutes is None else autosave_minutes
         self.timer.setInterval(max(1, int(minutes * 60_000)))
@@ -43,9 +46,8 @@ class CaseActions(QObject):
         path = Path(path)
         self.win.settings.setValue("last_dir", str(path.parent))
         if pipeline.is_case_path(path):
-            self.win.jobs.run(f"Opening {path.name}", pipeline.load_case, path,
-                              on_done=lambda case: self._show(case, path if path.name.endswith(SUFFIX) else None,
-                                                              path))
+            self.win.jobs.run(f"Opening {path.name}", pipeline.load_case_staged, path,
+                              on_done=lambda res: self._show_staged(*res, path))
         elif path.is_dir() and series_uid is None and pipeline.find_case_for(path) is None:
             self.win.jobs.run("Scanning for series", pipeline.find_series, path,
                               on_done=lambda cands: self._choose_series(path, cands))
@@ -68,6 +70,21 @@ class CaseActions(QObject):
         dlg.accepted.connect(lambda: dlg.selected() is not None and self.open_path(
             folder, series_uid=dlg.selected().series_uid))
         dlg.open()
+
+    def _show_staged(self, case, deferred, path: Path) -> None:
+        """Show the image and labels at once, then read the rest of the case (meshes, results)."""
+        self.loading = bool(deferred)
+        self._show(case, path if path.name.endswith(SUFFIX) else None, path)
+        if deferred:
+            def done(loaded) -> None:
+                self.loading = False
+                if self.session.case is case:
+                    deferred.apply_to(case, loaded)
+                    self.items_loaded.emit(case)
+
+            job = self.win.jobs.run(f"Reading {path.name}", deferred.load, case.volume, on_done=done)
+            if job is None:  # another job holds the runner: read the rest here rather than lose it
+                done(deferred.load(case.volume))
 
     def _show(self, case, case_path, opened_from: Path) -> None:
         old = self.session.case

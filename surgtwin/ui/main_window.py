@@ -6,6 +6,7 @@ computes no anatomy.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,16 @@ class MainWindow(QMainWindow):
         self.jobs = JobRunner(self, self)
         self.cases = CaseActions(self, autosave_minutes=autosave_minutes)
         self.cases.opened.connect(self._opened)
+        self.cases.items_loaded.connect(self._show_case_meshes)
+        self.session.labels_replaced.connect(lambda: setattr(self, "_meshes_base_ok", False))
         self.cases.saved.connect(lambda *_: self._update_title())
         self.last_dialog = None
         self.last_segmentation = None  # core's SegmentationResult of the last Segment (structures, method)
         self._pending3d: list = []
+        self._case_shown_at = 0.0
+        # the meshes matched the labels before the edits in _dirty_values: only then may a partial
+        # refresh of the edited structures make them current again
+        self._meshes_base_ok = False
         self._dirty_values: set[int] = set()
         self.views = ViewArea(self.session, self.tools, self.editor, self)
         self.setCentralWidget(self.views)
@@ -324,12 +331,25 @@ class MainWindow(QMainWindow):
         view = case.view
         if view.get("layout") in LAYOUTS:
             self.set_layout(view["layout"])
+        self.views.repaint()  # the image first: before the 3D view's VTK start-up or any mesh work
+        self._case_shown_at = time.monotonic()
         self._update_title()
         v = case.volume
         self.statusBar().showMessage(f"Opened {case.name or 'case'}: {v.shape[0]}×{v.shape[1]}×{v.shape[2]} "
                                      f"voxels, spacing {', '.join(f'{x:.2f}' for x in v.spacing_mm)} mm", 8000)
+        if self.cases.loading:
+            return  # its meshes are still being read (items_loaded follows)
+        self._show_case_meshes(case)
+
+    def _show_case_meshes(self, case) -> None:
+        """Display copies of the case's meshes; without meshes, build them from the labels."""
+        if case is not self.session.case:
+            return
+        self._dirty_values = set()
+        self._meshes_base_ok = bool(case.meshes) and not case.is_stale("meshes")
         if case.meshes:
             self.jobs.run("Preparing the 3D view", pipeline.display_meshes, dict(case.meshes),
+                          n_structures=len(case.labels.labels) if case.labels is not None else None,
                           on_done=self.session.set_meshes)
         elif case.labels is not None and len(case.labels.labels):
             self.build_meshes()
@@ -342,9 +362,8 @@ class MainWindow(QMainWindow):
         return True
 
     def _update_segment_tip(self, *_) -> None:
-        tip = f"Label the organs with the {self.seg_choice.describe()} (choose the method with the arrow)"
-        self.act_segment.setToolTip(tip)
-        self.act_segment.setStatusTip(tip)
+        for set_tip in (self.act_segment.setToolTip, self.act_segment.setStatusTip):
+            set_tip(f"Label the organs with the {self.seg_choice.describe()} (choose the method with the arrow)")
 
     def segment(self, method: str | None = None) -> None:
         """Run segmentation with ``method`` ("bundled", "hospital", "classical"; "model" = bundled),
@@ -395,25 +414,11 @@ class MainWindow(QMainWindow):
             box.show()
             self.last_dialog = box
             return
+        from surgtwin.ui.segmentation_choice import result_message
+
         result = out.result
-        structures = result.structures
         self.last_segmentation = result
-        model = getattr(result, "model", None)
-        if model and used.startswith("bundled model"):
-            used = f"bundled model {model}"
-        elif model and model not in used:
-            used = f"{used}, {model}"
-        msg = f"Segmented with the {used}" if used else "Segmented"
-        if structures:
-            msg += f": {len(structures)} structures"
-            rated = [s for s in structures if s.confidence is not None]
-            if rated:
-                low = min(rated, key=lambda s: s.confidence)
-                msg += f"; lowest confidence {low.name.replace('_', ' ')} {low.confidence:.2f}"
-            warnings = list(getattr(result, "warnings", []) or [])
-            if warnings:
-                msg += f"; {'; '.join(warnings)}"
-        msg += " — planning aid, not for clinical use"
+        used, msg = result_message(result, used)
         self.statusBar().showMessage(msg, 15000)
         self._set_seg_info(result, used)
         self.build_meshes()
@@ -448,6 +453,7 @@ class MainWindow(QMainWindow):
     def _meshed(self, result, *, merge: bool = False) -> None:
         out, display = result
         out.apply_to(self.session.case)
+        self._meshes_base_ok = True  # edits made while it ran are in _dirty_values
         if merge:
             names = set(out.items["meshes"][1].parameters.get("structures") or [])
             display = {**{k: m for k, m in self.session.meshes.items() if k not in names}, **display}
@@ -479,7 +485,10 @@ class MainWindow(QMainWindow):
         self._dirty_values = set()
         if not values or self.session.labels is None:
             return
+        if not self._meshes_base_ok:
+            return  # the meshes were out of date before these edits: a partial refresh cannot mend them
         names = [self.session.display[v].name for v in values]
+        self._meshes_base_ok = False  # until the refresh lands
         job = self._prepare("mesh", structures=names, merge=True)
         if job is not None:
             self.jobs.run("Updating meshes", _mesh_and_display, job, len(self.session.labels.labels),
@@ -510,7 +519,16 @@ class MainWindow(QMainWindow):
         self.layout_actions[name].setChecked(True)
         self.settings.setValue("layout", name)
         if name != "1x3" and self.isVisible():
-            QTimer.singleShot(0, self.views.view3d.ensure_plotter)
+            QTimer.singleShot(0, self._ensure_3d)
+
+    def _ensure_3d(self) -> None:
+        """Create the 3D view once the first case is on screen (VTK's start-up would delay it)."""
+        if self.jobs.busy and self.session.case is None:
+            QTimer.singleShot(100, self._ensure_3d)
+        elif time.monotonic() - self._case_shown_at < 0.3:  # let the first frame of the case reach the screen
+            QTimer.singleShot(300, self._ensure_3d)
+        else:
+            self.views.view3d.ensure_plotter()
 
     def _toggle_overlay(self) -> None:
         self.tools.set(show_overlay=self.act_overlay.isChecked())
@@ -539,7 +557,7 @@ class MainWindow(QMainWindow):
         super().showEvent(e)
         if self.views.layout_name != "1x3":
             # let the first frame reach the screen before VTK is imported and the GL view is made
-            QTimer.singleShot(60, self.views.view3d.ensure_plotter)
+            QTimer.singleShot(60, self._ensure_3d)
 
     def dragEnterEvent(self, e) -> None:  # noqa: N802
         if e.mimeData().hasUrls():

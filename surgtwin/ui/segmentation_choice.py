@@ -128,3 +128,25 @@ class SegmentationChoice(QObject):
         self.window.statusBar().showMessage(
             f"Segment will use hospital bundle {self.hospital_name} ({folder})" + (f" — {warn}" if warn else ""),
             10000)
+
+
+def result_message(result, used: str) -> tuple[str, str]:
+    """(how the labels were made, the status-bar message) for core's ``SegmentationResult``."""
+    model = getattr(result, "model", None)
+    if model and used.startswith("bundled model"):
+        used = f"bundled model {model}"
+    elif model and model not in used:
+        used = f"{used}, {model}"
+    msg = f"Segmented with the {used}" if used else "Segmented"
+    structures = result.structures
+    if structures:
+        msg += f": {len(structures)} structures"
+        rated = [s for s in structures if s.confidence is not None]
+        if rated:
+            low = min(rated, key=lambda s: s.confidence)
+            msg += f"; lowest confidence {low.name.replace('_', ' ')} {low.confidence:.2f}"
+        warnings = list(getattr(result, "warnings", []) or [])
+        if warnings:
+            msg += f"; {'; '.join(warnings)}"
+    return used, msg + " — planning aid, not for clinical use"
+

@@ -485,3 +485,25 @@ def test_export_of_stale_meshes_asks_first(loaded, qtbot, tmp_path):
     wait_jobs(qtbot, win)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"{n}.stl" for n in win.session.case.meshes)
+
+
+def test_a_partial_refresh_does_not_mark_meshes_current_that_were_stale_before(loaded, qtbot, tmp_path):
+    from surgtwin.services import pipeline
+
+    win = loaded
+    case = win.session.case
+    liver = case.labels.labels.by_name("liver").value
+    case.labels.array[case.labels.array == liver] = 0  # edited elsewhere, meshes not rebuilt
+    case.notify_labels_edited()
+    path = pipeline.save_case(case, tmp_path / "stale.stwin")
+    win.open_path(path)
+    qtbot.waitUntil(lambda: win.session.case is not None and win.session.case.case_id == case.case_id
+                    and win.session.case is not case, timeout=30000)
+    wait_jobs(qtbot, win)
+    reopened = win.session.case
+    assert reopened.is_stale("meshes")
+    win._mesh_timer.setInterval(10)
+    _dab(win, qtbot, 2)  # an edit of another structure: its refresh must not hide the liver's staleness
+    qtbot.wait(300)
+    wait_jobs(qtbot, win)
+    assert reopened.is_stale("meshes")

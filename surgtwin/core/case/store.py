@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from surgtwin.core.case.codecs import EXTENSIONS, read_image, read_item, write_item
@@ -203,19 +204,62 @@ def open_case(path, *, progress=None, cancel=None) -> Case:
         from surgtwin.core.case.migrate import case_from_session_v1
 
         return case_from_session_v1(folder, progress=progress, cancel=cancel)
+    return open_case_staged(folder, first=None, progress=progress, cancel=cancel)[0]
+
+
+@dataclass
+class DeferredItems:
+    """Items of a case opened by ``open_case_staged`` that are still on disk: ``load`` them (any
+    thread), then ``apply_to`` the case (its owner thread). Each file is checked against the
+    manifest the case was opened from, so a case changed on disk meanwhile is refused, not mixed."""
+
+    folder: Path
+    entries: dict  # key -> the manifest's item entry
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def load(self, volume, *, progress=None, cancel=None) -> dict:
+        out = {}
+        with FolderLock(self.folder) as lock:
+            lock.take(exclusive=False)
+            for i, (key, it) in enumerate(self.entries.items()):
+                check(cancel)
+                report(progress, i / max(1, len(self.entries)), f"reading {key}")
+                path = _verified(self.folder, it["file"], key)
+                out[key] = (read_item(it["kind"], path, it["meta"], volume), it)
+        report(progress, 1.0, "case items read")
+        return out
+
+    @staticmethod
+    def apply_to(case: Case, loaded: dict) -> None:
+        was_dirty = case.dirty
+        for key, (value, it) in loaded.items():
+            if case.item(key) is None:  # not made anew since the case was opened
+                case.set_item(key, value, Provenance.from_json(it["provenance"]), item_hash=it["hash"],
+                              produced_hash=it.get("produced_hash"))
+        if not was_dirty:
+            case.mark_saved()
+
+
+def open_case_staged(path, *, first=("labels",), progress=None, cancel=None) -> tuple[Case, DeferredItems]:
+    """Open the image and the items in ``first`` now (None: all), the rest as ``DeferredItems``:
+    the app paints the image and labels before the meshes are read."""
+    folder = Path(path)
     with FolderLock(folder) as lock:
         lock.take(exclusive=False)  # a save into this folder finishes first
-        case, doc = _read_case(folder, progress, cancel)
+        case, doc, deferred = _read_case(folder, first, progress, cancel)
         if lock.take(exclusive=True, wait=False):  # no other open or save is using the files
             remove_leftovers(folder, doc)
     report(progress, 1.0, "case open")
-    return case
+    return case, DeferredItems(folder, deferred)
 
 
-def _read_case(folder: Path, progress, cancel) -> tuple[Case, dict]:
+def _read_case(folder: Path, first, progress, cancel) -> tuple[Case, dict, dict]:
     doc = read_manifest(folder)
     report(progress, 0.05, "checking the case files")
-    files = [("volume", doc["volume"]["file"])] + [(k, it["file"]) for k, it in doc["items"].items()]
+    now = {k: it for k, it in doc["items"].items() if first is None or k in first}
+    files = [("volume", doc["volume"]["file"])] + [(k, it["file"]) for k, it in now.items()]
     paths = {}
     for i, (what, entry) in enumerate(files):
         check(cancel)
@@ -234,8 +278,7 @@ def _read_case(folder: Path, progress, cancel) -> tuple[Case, dict]:
     src_path = os.path.normpath(os.path.join(os.path.abspath(folder), rel)) if rel else None
     case = Case(vol, SourceRef(path=src_path, **src), name=doc.get("name", ""), case_id=doc["case_id"],
                 created=doc.get("created"), volume_hash=v["hash"])
-    items = list(doc["items"].items())
-    items.sort(key=lambda kv: kv[0] != "labels")
+    items = sorted(now.items(), key=lambda kv: kv[0] != "labels")
     for i, (key, it) in enumerate(items):
         check(cancel)
         report(progress, 0.5 + 0.45 * i / max(1, len(items)), f"reading {key}")
@@ -253,7 +296,7 @@ def _read_case(folder: Path, progress, cancel) -> tuple[Case, dict]:
     case.notes = doc.get("notes", "")
     case.view = dict(doc.get("view") or {})
     case.mark_saved()
-    return case, doc
+    return case, doc, {k: it for k, it in doc["items"].items() if k not in now}
 
 
 # -- saving ---------------------------------------------------------------------------------------
@@ -313,8 +356,10 @@ def _save_locked(case: Case, folder: Path, progress, cancel) -> Path:
     if (folder / MANIFEST).exists():
         try:
             old_doc = read_manifest(folder)
-        except SurgtwinError:
-            old_doc = None  # a damaged case is replaced whole (its files are not reused)
+        except SurgtwinError as exc:  # a newer version's case, or a damaged one: never overwrite it
+            raise SurgtwinError(f"a case is already there that this version cannot read ({exc.reason}): "
+                                "refused to save over it", path=folder,
+                                hint=f"save under another name ending in {SUFFIX}") from None
     old_items = (old_doc or {}).get("items", {})
     report(progress, 0.02, "writing the image")
     if old_doc and _reusable(folder, old_doc["volume"], case.volume_hash):
@@ -359,7 +404,11 @@ def _save_locked(case: Case, folder: Path, progress, cancel) -> Path:
         "notes": case.notes,
         "view": _json_safe(case.view),
     }
-    validate_manifest(doc, folder / MANIFEST)  # never write a manifest this version could not open
+    try:
+        validate_manifest(doc, folder / MANIFEST)  # never write a manifest this version could not open
+    except SurgtwinError as exc:
+        raise SurgtwinError(f"cannot save: the case holds a value the case file cannot store ({exc.reason})",
+                            path=folder, hint="this is a surgtwin defect: please report it") from None
     fsync_path(folder / DATA)
     report(progress, 0.95, "replacing the manifest")
     tmp = folder / f"{TMP_PREFIX}{uuid.uuid4().hex}-{MANIFEST}"

@@ -12,6 +12,9 @@ from surgtwin.core.errors import SurgtwinError
 
 #: LPS <-> RAS flips the first two world axes (the matrix is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: voxel sizes outside this range (mm) come from a damaged header, not from a scanner
+MIN_SPACING_MM = 1e-6
+MAX_SPACING_MM = 1e4
 
 
 def apply_affine(affine: np.ndarray, points) -> np.ndarray:
@@ -72,10 +75,30 @@ def volume_from_sitk(image, *, modality: str | None = None, frame_of_reference_u
         raise SurgtwinError(
             f"expected a single-channel image, got {image.GetNumberOfComponentsPerPixel()} components"
         )
+    check_sitk_geometry(image.GetSpacing(), image.GetDirection(), image.GetOrigin())
     affine = affine_from_spacing_direction_origin(image.GetSpacing(), image.GetDirection(), image.GetOrigin())
     return Volume(
         sitk.GetArrayFromImage(image), affine, frame_of_reference_uid=frame_of_reference_uid, modality=modality
     )
+
+
+def check_sitk_geometry(spacing_xyz, direction, origin, dim: int = 3) -> None:
+    """Refuse SimpleITK-style geometry that is not finite or is degenerate (zero or negative voxel
+    size, directions that are not independent). ``direction``: dim x dim numbers, row-major; only
+    the spatial 3 x 3 part is checked."""
+    sp = np.asarray(spacing_xyz, dtype=np.float64)[:3]
+    d = np.asarray(direction, dtype=np.float64).reshape(dim, dim)[:3, :3]
+    o = np.asarray(origin, dtype=np.float64)[:3]
+    if not (np.all(np.isfinite(sp)) and np.all(np.isfinite(d)) and np.all(np.isfinite(o))):
+        raise SurgtwinError(f"the image geometry is not finite (voxel size {sp.tolist()}, origin {o.tolist()}, "
+                            "or its directions hold NaN/inf)", hint="the header is damaged")
+    if np.any(sp <= 0) or np.any(sp < MIN_SPACING_MM) or np.any(sp > MAX_SPACING_MM):
+        raise SurgtwinError(f"the voxel size {sp.tolist()} mm is not from {MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm",
+                            hint="the header is damaged")
+    norms = np.linalg.norm(d, axis=0)
+    if np.any(norms < 1e-6) or abs(np.linalg.det(d)) < 1e-3 * float(np.prod(norms)):
+        raise SurgtwinError("the image directions are singular (axes that are not independent)",
+                            hint="the header is damaged")
 
 
 def volume_to_sitk(volume):

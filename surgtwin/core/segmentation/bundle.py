@@ -22,13 +22,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from surgtwin.core.errors import SurgtwinError
-from surgtwin.core.types import Label, LabelTable
+from surgtwin.core.segmentation.bundle_checks import (
+    as_int,
+    as_object,
+    as_sha256,
+    as_str,
+    as_str_list,
+    check_network_args,
+    first_entry,
+    json_depth,
+    label_table,
+    literal,
+    pair,
+    shown,
+    triple,
+)
+from surgtwin.core.types import LabelTable
 
 #: MONAI networks a bundle's ``network_def`` may name (constructed with literal keyword arguments)
 ALLOWED_NETWORKS = ("UNet", "BasicUNet", "SegResNet", "DynUNet", "AttentionUnet", "UNETR", "SwinUNETR")
@@ -111,32 +127,64 @@ class Bundle:
             )
 
     def build_network(self, device: str = "cpu"):
-        """Construct the network from ``network_def`` and load the verified weights (no pickle)."""
+        """Construct the network from ``network_def`` and load the verified weights (no pickle).
+
+        The construction is bounded (``bundle_checks.build_network_guarded``): a ``network_def`` that
+        asks for more parameters than its weights file could hold is refused before any allocation."""
         from monai import networks
 
+        from surgtwin.core.segmentation.bundle_checks import (
+            NetworkTooLarge,
+            build_network_guarded,
+            network_budget,
+        )
+
+        inf_path = self.path / "configs" / "inference.json"
         target = str(self.network_def.get("_target_", "")).split(".")[-1]
         kwargs = {k: v for k, v in self.network_def.items() if k != "_target_"}
         cls = getattr(networks.nets, target)
-        try:
-            net = cls(**kwargs)
-        except TypeError as exc:
-            raise SurgtwinError(
-                f"network_def for {target} has arguments it does not accept ({exc})",
-                path=self.path / "configs" / "inference.json",
-                hint="fix network_def so that it matches the MONAI version installed",
-            ) from None
         state = load_weights(self.weights_path, self.weights_sha256)
         try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
+            net = build_network_guarded(cls, kwargs, *network_budget(state))
+        except NetworkTooLarge as exc:
             raise SurgtwinError(
-                "the weights do not fit the network that network_def describes "
-                f"({str(exc).splitlines()[0]})",
+                f"network_def describes a {target} far larger than its weights file: building it would "
+                f"allocate {exc.args[0]}, the weights hold {len(state)} tensors of "
+                f"{sum(v.numel() for v in state.values()):.3g} values",
+                path=inf_path, hint="network_def's sizes (channels, features, layers) are wrong for this bundle",
+            ) from None
+        except TypeError as exc:
+            raise SurgtwinError(
+                f"network_def for {target} has arguments it does not accept ({_first_line(exc)})",
+                path=inf_path, hint="fix network_def so that it matches the MONAI version installed",
+            ) from None
+        except MemoryError:
+            raise SurgtwinError(f"not enough memory to build the {target} network_def describes", path=inf_path) from None
+        except Exception as exc:  # noqa: BLE001 - MONAI constructors raise ValueError, AssertionError, ImportError ...
+            raise SurgtwinError(
+                f"network_def does not describe a {target} that MONAI can build "
+                f"({type(exc).__name__}: {_first_line(exc)})",
+                path=inf_path, hint="fix network_def (see the MONAI documentation of this network)",
+            ) from None
+        try:
+            net.load_state_dict(state, strict=True)
+        except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            raise SurgtwinError(
+                f"the weights do not fit the network that network_def describes ({_first_line(exc)})",
                 path=self.weights_path,
                 hint="the bundle's inference.json and models/model.pt come from different models",
             ) from None
         net.eval()
         return net.to(device)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+#: how a weights file starts: torch.save writes a zip archive (or, before torch 1.6, a pickle)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 def load_weights(path: Path, expected_sha256: str) -> dict:
@@ -158,23 +206,31 @@ def load_weights(path: Path, expected_sha256: str) -> dict:
                 path=path,
                 hint="pip install safetensors, or convert the weights to models/model.pt",
             ) from None
-        return load_file(str(path))
-    import pickle
-
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ... on a damaged file
+            raise SurgtwinError(f"not a readable safetensors file ({_first_line(exc)})", path=path) from None
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith(_TORCH_MAGIC):
+        raise SurgtwinError(
+            "not a PyTorch weights file (it is neither the zip archive nor the pickle that torch.save writes)",
+            path=path, hint="write models/model.pt with torch.save(model.state_dict()), or use models/model.safetensors",
+        )
     import torch
 
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, IndexError ... on garbage
         raise SurgtwinError(
-            f"cannot read the weights safely ({str(exc).splitlines()[0][:200]})",
+            f"cannot read the weights safely ({_first_line(exc)})",
             path=path,
             hint="surgtwin only loads plain state dicts (torch.save(model.state_dict()) or safetensors)",
         ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise SurgtwinError("the weights file does not hold a state dict", path=path)
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise SurgtwinError("the weights file does not hold a state dict (names -> tensors)", path=path)
     return obj
 
 
@@ -186,11 +242,17 @@ def _read_json(path: Path) -> dict:
             "configs/inference.json and models/model.pt"
         )
     try:
-        data = json.loads(path.read_text())
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise SurgtwinError(f"larger than {MAX_CONFIG_BYTES >> 20} MiB: not a bundle config", path=path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise SurgtwinError("not valid JSON (nested too deeply)", path=path) from None
     except (OSError, ValueError) as exc:
-        raise SurgtwinError(f"not valid JSON ({exc})", path=path) from None
+        raise SurgtwinError(f"not valid JSON ({str(exc)[:200]})", path=path) from None
     if not isinstance(data, dict):
         raise SurgtwinError("expected a JSON object at the top level", path=path)
+    if json_depth(data) > MAX_CONFIG_DEPTH:
+        raise SurgtwinError(f"nested deeper than {MAX_CONFIG_DEPTH} levels: not a bundle config", path=path)
     return data
 
 
@@ -213,36 +275,21 @@ def _find_transform(config: dict, name: str) -> dict | None:
     return None
 
 
-def _literal(value, where: Path, key: str):
-    """Refuse config expressions: surgtwin never evaluates code from a bundle."""
-    if isinstance(value, str) and value[:1] in ("$", "@", "%"):
-        raise SurgtwinError(
-            f"{key} is a config expression ({value!r}); surgtwin only reads literal values",
-            path=where,
-            hint=f"write {key} as a plain JSON number/list in the bundle",
-        )
-    if isinstance(value, list):
-        return [_literal(v, where, key) for v in value]
-    if isinstance(value, dict):
-        return {k: _literal(v, where, f"{key}.{k}") for k, v in value.items()}
-    return value
-
-
-def _triple(value, where: Path, key: str, cast=float):
-    value = _literal(value, where, key)
-    if isinstance(value, (int, float)):
-        value = [value] * 3
-    try:
-        out = tuple(cast(v) for v in value)
-    except (TypeError, ValueError):
-        out = ()
-    if len(out) != 3 or any(v <= 0 for v in out):
-        raise SurgtwinError(f"{key} must be three positive numbers, got {value!r}", path=where)
-    return out  # type: ignore[return-value]
+#: the range of a model's voxel size (mm) and of its sliding-window size (voxels per axis)
+SPACING_RANGE_MM = (0.01, 100.0)
+ROI_RANGE = (1, 1024)
+#: limits on a bundle's JSON configs (real ones are a few kB, nested a few levels)
+MAX_CONFIG_BYTES = 16 << 20
+MAX_CONFIG_DEPTH = 64
+#: the most output channels (structures + background) a bundle may have
+MAX_OUT_CHANNELS = 1024
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Read and validate a bundle folder; raise ``SurgtwinError`` naming the file/field at fault."""
+    """Read and validate a bundle folder; raise ``SurgtwinError`` naming the file/field at fault.
+
+    Every field used is checked for type and range here (see ``bundle_checks``), so that a wrong one
+    is refused by name rather than failing later in inference."""
     root = Path(path)
     if not root.is_dir():
         raise SurgtwinError("model bundle folder not found", path=root, hint="pass the folder that holds configs/ and models/")
@@ -250,28 +297,23 @@ def load_bundle(path: str | Path) -> Bundle:
     inf_path = root / "configs" / "inference.json"
     meta = _read_json(meta_path)
     inf = _read_json(inf_path)
-    ours = meta.get("surgtwin", {}) if isinstance(meta.get("surgtwin", {}), dict) else {}
+    ours = as_object(meta.get("surgtwin"), meta_path, "surgtwin", default={})
     warnings: list[str] = []
 
     # -- inputs -------------------------------------------------------------------------------
-    ndf = meta.get("network_data_format")
-    try:
-        inputs = ndf["inputs"]
-        image = inputs["image"] if "image" in inputs else next(iter(inputs.values()))
-        outputs = ndf["outputs"]
-        pred = outputs["pred"] if "pred" in outputs else next(iter(outputs.values()))
-    except (TypeError, KeyError, StopIteration):
+    if "network_data_format" not in meta:
+        raise SurgtwinError("metadata has no network_data_format with inputs and outputs", path=meta_path,
+                            hint="see MONAI's bundle specification (mb_specification)")
+    ndf = as_object(meta["network_data_format"], meta_path, "network_data_format")
+    image_key, image = first_entry(ndf, "inputs", "image", meta_path)
+    pred_key, pred = first_entry(ndf, "outputs", "pred", meta_path)
+    modality = image.get("modality", "n/a")
+    if not isinstance(modality, str) or modality.upper() != "CT":
         raise SurgtwinError(
-            "metadata has no network_data_format with inputs and outputs", path=meta_path,
-            hint="see MONAI's bundle specification (mb_specification)",
-        ) from None
-    modality = str(image.get("modality", "n/a"))
-    if modality.upper() not in ("CT",):
-        raise SurgtwinError(
-            f"the bundle's input modality is {modality!r}; surgtwin segments CT volumes",
-            path=meta_path, hint="network_data_format.inputs.image.modality must be \"CT\"",
+            f"the bundle's input modality is {shown(modality)}; surgtwin segments CT volumes",
+            path=meta_path, hint=f"network_data_format.inputs.{image_key}.modality must be \"CT\"",
         )
-    in_channels = int(image.get("num_channels", 1))
+    in_channels = as_int(image.get("num_channels", 1), meta_path, f"network_data_format.inputs.{image_key}.num_channels")
     if in_channels != 1:
         raise SurgtwinError(
             f"the bundle expects {in_channels} input channels; surgtwin feeds one CT channel",
@@ -279,56 +321,55 @@ def load_bundle(path: str | Path) -> Bundle:
         )
 
     # -- outputs --------------------------------------------------------------------------------
+    pkey = f"network_data_format.outputs.{pred_key}"
     cdef = pred.get("channel_def")
     if not isinstance(cdef, dict) or not cdef:
-        raise SurgtwinError("outputs.pred.channel_def is missing", path=meta_path,
+        raise SurgtwinError(f"{pkey}.channel_def is missing", path=meta_path,
                             hint="name every output channel, e.g. {\"0\": \"background\", \"1\": \"liver\"}")
-    try:
-        channels = {int(k): str(v) for k, v in cdef.items()}
-    except ValueError:
-        raise SurgtwinError("channel_def keys must be channel numbers", path=meta_path) from None
-    n_out = int(pred.get("num_channels", len(channels)))
+    channels = {}
+    for k, v in cdef.items():
+        if not k.strip().isdigit():
+            raise SurgtwinError(f"{pkey}.channel_def keys must be channel numbers, got {shown(k)}", path=meta_path)
+        channels[int(k)] = as_str(v, meta_path, f"{pkey}.channel_def.{k}")
+    n_out = as_int(pred.get("num_channels", len(channels)), meta_path, f"{pkey}.num_channels", 1, MAX_OUT_CHANNELS)
     if sorted(channels) != list(range(n_out)):
         raise SurgtwinError(
-            f"channel_def names channels {sorted(channels)} but num_channels is {n_out}", path=meta_path,
+            f"channel_def names channels {sorted(channels)[:20]} but num_channels is {n_out}", path=meta_path,
             hint="channel_def must name channels 0..num_channels-1",
         )
     names = [channels[c] for c in range(n_out)]
-    by_channel = {}
-    for item in ours.get("labels", []) or []:
-        try:
-            by_channel[int(item["channel"])] = item
-        except (KeyError, TypeError, ValueError):
-            raise SurgtwinError(f"malformed surgtwin.labels entry {item!r}", path=meta_path) from None
-    table = LabelTable()
-    values = np.zeros(n_out, dtype=np.int64)
-    for c in range(1, n_out):
-        item = by_channel.get(c, {})
-        value = int(item.get("value", c))
-        color = tuple(int(x) for x in item.get("color", _default_color(c)))[:3]
-        table.add(Label(value=value, name=str(item.get("name", names[c])), color=color, code=item.get("code")))
-        values[c] = value
+    table, values = label_table(ours.get("labels"), names, meta_path)
 
     # -- preprocessing -------------------------------------------------------------------------
     spacing = ours.get("spacing_mm")
     axcodes = ours.get("axcodes")
     window = ours.get("hu_window")
     vrange = ours.get("value_range")
+    spacing_where = meta_path
     if spacing is None:
         t = _find_transform(inf, "Spacingd") or _find_transform(inf, "Spacing")
         if t is None or "pixdim" not in t:
             raise SurgtwinError("cannot tell the model's voxel spacing", path=inf_path,
                                 hint="add a Spacingd transform with pixdim, or surgtwin.spacing_mm in metadata.json")
-        spacing = t["pixdim"]
-    spacing = _triple(spacing, inf_path, "spacing (pixdim)")
+        spacing, spacing_where = t["pixdim"], inf_path
+    spacing = triple(spacing, spacing_where, "spacing (pixdim)", *SPACING_RANGE_MM)
+    axcodes_where = meta_path
     if axcodes is None:
         t = _find_transform(inf, "Orientationd") or _find_transform(inf, "Orientation")
+        axcodes_where = inf_path
         if t is None:
             axcodes = "RAS"
             warnings.append("no Orientationd in inference.json: assuming RAS array axes")
         else:
-            axcodes = _literal(t.get("axcodes", "RAS"), inf_path, "axcodes")
-    axcodes_directions(axcodes)
+            axcodes = literal(t.get("axcodes", "RAS"), inf_path, "axcodes")
+    if not isinstance(axcodes, str):
+        raise SurgtwinError(f"axcodes must be a string of three letters such as \"RAS\", got {shown(axcodes)}",
+                            path=axcodes_where)
+    try:
+        axcodes_directions(axcodes)
+    except SurgtwinError as exc:
+        raise SurgtwinError(exc.reason, path=axcodes_where) from None
+    window_where = meta_path
     if window is None or vrange is None:
         t = _find_transform(inf, "ScaleIntensityRanged") or _find_transform(inf, "ScaleIntensityRange")
         if t is None:
@@ -336,40 +377,40 @@ def load_bundle(path: str | Path) -> Bundle:
                                 hint="add ScaleIntensityRanged (a_min, a_max, b_min, b_max) or surgtwin.hu_window")
         # only the four numbers are read (a transform's other entries, e.g. "keys": "@image_key", are
         # the bundle's own business); each must be a literal
-        window = tuple(_literal(t.get(k), inf_path, f"ScaleIntensityRanged.{k}") for k in ("a_min", "a_max"))
-        vrange = tuple(_literal(t.get(k, d), inf_path, f"ScaleIntensityRanged.{k}")
-                       for k, d in (("b_min", 0.0), ("b_max", 1.0)))
-    try:
-        window = (float(window[0]), float(window[1]))
-        vrange = (float(vrange[0]), float(vrange[1]))
-    except (TypeError, ValueError, IndexError):
-        raise SurgtwinError(f"HU window {window!r} / value range {vrange!r} are not numbers", path=meta_path) from None
+        window_where = inf_path
+        window = [literal(t.get(k), inf_path, f"ScaleIntensityRanged.{k}") for k in ("a_min", "a_max")]
+        vrange = [literal(t.get(k, d), inf_path, f"ScaleIntensityRanged.{k}")
+                  for k, d in (("b_min", 0.0), ("b_max", 1.0))]
+    window = pair(window, window_where, "HU window (hu_window / a_min, a_max)")
+    vrange = pair(vrange, window_where, "value range (value_range / b_min, b_max)")
     if not window[1] > window[0]:
-        raise SurgtwinError(f"HU window {window} is empty", path=meta_path)
+        raise SurgtwinError(f"HU window {window} is empty", path=window_where)
     roi = ours.get("roi_size")
+    roi_where = meta_path
     if roi is None:
         t = _find_transform(inf, "SlidingWindowInferer")
-        roi = t.get("roi_size") if t else (96, 96, 96)
-    roi = _triple(roi, inf_path, "roi_size", cast=int)
+        roi, roi_where = (t.get("roi_size") if t else (96, 96, 96)), inf_path
+    roi = triple(roi, roi_where, "roi_size", *ROI_RANGE, integer=True)
+    if math.prod(roi) > 512**3:
+        raise SurgtwinError(f"roi_size {list(roi)} is too large a window for inference", path=roi_where)
 
     # -- network -----------------------------------------------------------------------------------
     netdef = inf.get("network_def")
     if not isinstance(netdef, dict):
         raise SurgtwinError("inference.json has no network_def", path=inf_path,
                             hint="describe the network, e.g. {\"_target_\": \"UNet\", ...}")
-    netdef = _literal(netdef, inf_path, "network_def")
-    target = str(netdef.get("_target_", "")).split(".")[-1]
-    if target not in ALLOWED_NETWORKS:
-        raise SurgtwinError(f"network {netdef.get('_target_')!r} is not supported", path=inf_path,
+    netdef = literal(netdef, inf_path, "network_def")
+    target = netdef.get("_target_")
+    if not isinstance(target, str) or target.split(".")[-1] not in ALLOWED_NETWORKS:
+        raise SurgtwinError(f"network {shown(target)} is not supported", path=inf_path,
                             hint=f"surgtwin builds these MONAI networks: {', '.join(ALLOWED_NETWORKS)}")
-    for key in ("in_channels",):
-        if key in netdef and int(netdef[key]) != in_channels:
-            raise SurgtwinError(f"network_def.{key} = {netdef[key]} but metadata says {in_channels} input channels",
-                                path=inf_path)
-    for key in ("out_channels",):
-        if key in netdef and int(netdef[key]) != n_out:
-            raise SurgtwinError(f"network_def.{key} = {netdef[key]} but channel_def names {n_out} channels",
-                                path=inf_path, hint="metadata.json and inference.json describe different models")
+    check_network_args(netdef, inf_path)
+    if "in_channels" in netdef and as_int(netdef["in_channels"], inf_path, "network_def.in_channels") != in_channels:
+        raise SurgtwinError(f"network_def.in_channels = {netdef['in_channels']} but metadata says {in_channels} "
+                            "input channels", path=inf_path)
+    if "out_channels" in netdef and as_int(netdef["out_channels"], inf_path, "network_def.out_channels") != n_out:
+        raise SurgtwinError(f"network_def.out_channels = {netdef['out_channels']} but channel_def names {n_out} channels",
+                            path=inf_path, hint="metadata.json and inference.json describe different models")
 
     # -- weights + checksum ---------------------------------------------------------------------
     weights = None
@@ -380,42 +421,51 @@ def load_bundle(path: str | Path) -> Bundle:
     if weights is None:
         raise SurgtwinError("no weights in the bundle", path=root / "models",
                             hint="expected models/model.pt (a state dict) or models/model.safetensors")
-    digest = ours.get("weights_sha256")
     side = weights.with_name(weights.name + ".sha256")
-    if not digest and side.is_file():
-        digest = side.read_text().split()[0] if side.read_text().split() else None
+    digest = ours.get("weights_sha256")
+    if digest:
+        digest = as_sha256(digest, meta_path, "surgtwin.weights_sha256")
+    elif side.is_file():
+        words = side.read_text(errors="replace").split()
+        digest = as_sha256(words[0] if words else "", side, "the first word") if words else None
     if not digest:
         raise SurgtwinError(
             "the bundle records no sha256 for its weights, so they cannot be verified", path=weights,
             hint=f"after checking where the bundle comes from, write the file's sha256 into {side.name}",
         )
 
-    pp = ours.get("postprocess", {}) or {}
+    pp = as_object(ours.get("postprocess"), meta_path, "surgtwin.postprocess", default={})
+
+    def names_of(key):
+        return as_str_list(pp.get(key), meta_path, f"surgtwin.postprocess.{key}")
+
+    name = meta.get("name", root.name)
+    version = meta.get("version", "?")
     return Bundle(
         path=root,
-        name=str(meta.get("name", root.name)),
-        version=str(meta.get("version", "?")),
+        name=as_str(name, meta_path, "name", max_len=120),
+        version=as_str(str(version) if isinstance(version, (int, float)) else version, meta_path, "version", max_len=40),
         metadata=meta,
-        modality=modality,
+        modality="CT",
         in_channels=in_channels,
         channel_names=names,
         labels=table,
         channel_values=values,
         spacing_mm=spacing,
-        axcodes=str(axcodes).upper(),
+        axcodes=axcodes.upper(),
         hu_window=window,
         value_range=vrange,
         roi_size=roi,
         network_def=netdef,
         weights_path=weights,
-        weights_sha256=str(digest),
-        single_component=tuple(pp.get("single_component", ())),
-        fill_holes=tuple(pp.get("fill_holes", ())),
-        contrast_vessels=tuple(str(n) for n in pp.get("contrast_vessels", ()) or ()),
-        tubular=tuple(str(n) for n in pp.get("tubular", ()) or ()),
+        weights_sha256=digest,
+        single_component=names_of("single_component"),
+        fill_holes=names_of("fill_holes"),
+        contrast_vessels=names_of("contrast_vessels"),
+        tubular=names_of("tubular"),
         hu_refine_weight=_number_in(pp, "hu_refine_weight", 0.0, 5.0, meta_path,
                                     "0 turns the HU boundary refinement off; surgtwin's model uses 0.6"),
-        thin_vessels=tuple(str(n) for n in pp.get("thin_vessels", ()) or ()),
+        thin_vessels=names_of("thin_vessels"),
         thin_vessel_grow_mm=_number_in(pp, "thin_vessel_grow_mm", 0.0, 50.0, meta_path,
                                        "how far (mm) thin contrast vessels are followed; 0 = not at all"),
         warnings=warnings,
@@ -428,11 +478,6 @@ def _number_in(pp: dict, key: str, lo: float, hi: float, meta_path, hint: str) -
         raise SurgtwinError(f"surgtwin.postprocess.{key} = {value!r} is not a number from {lo:g} to {hi:g}",
                             path=meta_path, hint=hint)
     return float(value)
-
-
-def _default_color(c: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(c)
-    return tuple(int(x) for x in rng.integers(40, 255, 3))  # type: ignore[return-value]
 
 
 def default_bundle_dir() -> Path:

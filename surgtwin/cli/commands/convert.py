@@ -14,9 +14,15 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from surgtwin.cli.progress_bar import ProgressBar
-    from surgtwin.core.io import load_volume, save_volume
+    from pathlib import Path
 
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.errors import SurgtwinError
+    from surgtwin.core.io import check_output_path, load_volume, save_volume
+
+    if not Path(args.input).exists():
+        raise SurgtwinError("no such file or folder", path=args.input)
+    check_output_path(args.output)  # before the (long) loading
     vol = load_volume(args.input, series_uid=args.series, allow_resample=not args.strict,
                       progress=ProgressBar("loading"))
     for w in vol.metadata.get("warnings", []):

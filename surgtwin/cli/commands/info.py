@@ -24,16 +24,24 @@ def run(args) -> int:
 
     path = Path(args.path)
     if path.is_file() and is_itk_file(path):
+        import numpy as np
+
         vol = load_volume(path)
         from surgtwin.core.geometry import orientation_code
 
+        arr = vol.array
+        finite = np.isfinite(arr) if arr.dtype.kind == "f" else None
+        n_bad = 0 if finite is None else int(arr.size - np.count_nonzero(finite))
+        values = arr if finite is None or not n_bad else arr[finite]
         info = {
             "file": str(path),
             "shape_slices_rows_cols": list(vol.shape),
             "spacing_mm_slice_row_col": [round(float(s), 4) for s in vol.spacing_mm],
             "orientation_code": orientation_code(vol.affine),
-            "dtype": str(vol.array.dtype),
-            "range": [float(vol.array.min()), float(vol.array.max())],
+            "dtype": str(arr.dtype),
+            # finite values only: JSON has no NaN (null when no voxel is finite)
+            "range": [float(values.min()), float(values.max())] if values.size else None,
+            "non_finite_voxels": n_bad,
         }
         print(json.dumps(info, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
         return 0
@@ -41,6 +49,13 @@ def run(args) -> int:
     from surgtwin.core.dicom.scan import scan
 
     result = scan(path, progress=ProgressBar("scanning"))
+    from surgtwin.core.phi import current_guard
+
+    guard = current_guard()
+    if guard is not None:  # the patient values of every series listed are redacted from the output
+        for c in result.candidates:
+            if c.headers:
+                guard.add_file(c.headers[0].path)
     if args.json:
         out = {
             "path": str(path),

@@ -36,9 +36,16 @@ def run(args) -> int:
 
     from surgtwin.cli.progress_bar import ProgressBar
     from surgtwin.core.errors import SurgtwinError
-    from surgtwin.core.io import load_volume, save_volume
+    from surgtwin.core.io import check_output_path, load_volume, save_volume
     from surgtwin.core.segmentation import segment
 
+    # everything that can be checked is checked before the (long) loading and model run
+    if not Path(args.input).exists():
+        raise SurgtwinError("no such file or folder", path=args.input)
+    out_path = check_output_path(args.out, what="label map")
+    side_path = json_path_for(out_path)
+    if side_path.is_dir():
+        raise SurgtwinError("the label JSON beside the label map would replace a folder", path=side_path)
     options = {}
     if args.seed:
         if args.method != "classical":
@@ -48,16 +55,28 @@ def run(args) -> int:
             assert len(options["seed_lps"]) == 3
         except (ValueError, AssertionError):
             raise SurgtwinError(f"--seed must be three numbers X,Y,Z in LPS mm, got {args.seed!r}") from None
+    bundle, device = args.bundle, args.device
+    if args.method == "model":
+        device = _device(args.device)
+        if args.bundle:  # a hospital's bundle: its configs, weights and network are checked first
+            from surgtwin.core.segmentation import load_bundle
+
+            bundle = load_bundle(args.bundle)
+            options["net"] = bundle.build_network(device)
     vol = load_volume(args.input, series_uid=args.series, progress=ProgressBar("loading"))
     if vol.modality is None:
         from dataclasses import replace
 
         vol = replace(vol, modality="CT")  # NIfTI/NRRD/MHA carry no modality: the user says it is a CT
-    res = segment(vol, method=args.method, bundle=args.bundle, device=args.device,
-                  progress=ProgressBar("segmenting"), **options)
-    out = save_volume(res.labels, args.out)
+    res = segment(vol, method=args.method, bundle=bundle, device=device, progress=ProgressBar("segmenting"), **options)
+    out = save_volume(res.labels, out_path)
     side = json_path_for(out)
-    side.write_text(json.dumps(res.to_json(), indent=2) + "\n")
+    tmp = side.with_name(f".{side.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(res.to_json(), indent=2) + "\n")
+        tmp.replace(side)
+    except OSError as exc:
+        raise SurgtwinError(f"cannot write the label JSON ({exc.strerror or exc})", path=side) from None
     print(f"wrote {out} and {side}")
     print(f"{'structure':<24} {'volume ml':>10} {'confidence':>10}")
     for s in res.structures:
@@ -67,3 +86,14 @@ def run(args) -> int:
         print(f"warning: {w}")
     print("NOT FOR CLINICAL USE")
     return 0
+
+
+def _device(device: str | None) -> str:
+    """The device the model runs on: the one asked for, else CUDA when present, else the CPU."""
+    import torch
+
+    from surgtwin.core.errors import SurgtwinError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SurgtwinError("--device cuda: no CUDA device is available", hint="use --device cpu")
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -308,33 +308,61 @@ def _tet(labels, volume, opts, *, progress=None, cancel=None) -> StepOutput:
 
 @dataclass(frozen=True)
 class Step:
+    """A named pipeline step: the case items it reads (checked current) and how it is prepared:
+    ``prepare(case, **options) -> StepJob`` runs on the case's thread and snapshots the inputs."""
+
     name: str
     help: str
     inputs: tuple[str, ...]
+    prepare: object
 
 
-#: the steps ``case run --steps`` knows, in pipeline order; later capabilities add theirs
+def _prepare_segment(case: Case, **options) -> StepJob:
+    return StepJob("segment", _segment, (case.volume, options, case.labels_revision))
+
+
+def _prepare_mesh(case: Case, **options) -> StepJob:
+    return StepJob("mesh", _mesh, (_labels_snapshot(case), options))
+
+
+def _prepare_tet(case: Case, **options) -> StepJob:
+    return StepJob("tet", _tet, (_labels_snapshot(case), case.volume, {**options, "_volume_hash": case.volume_hash}))
+
+
+#: the steps ``case run --steps`` knows, in pipeline order (see ``steps()``)
 STEPS = {
     "segment": Step("segment", "label organs and structures (bundled model, a MONAI bundle, or classical)",
-                    ("volume",)),
-    "mesh": Step("mesh", "watertight surfaces of every structure (LPS mm)", ("labels",)),
-    "tet": Step("tet", "tetrahedral mesh of chosen structures with per-element HU", ("labels", "volume")),
+                    ("volume",), _prepare_segment),
+    "mesh": Step("mesh", "watertight surfaces of every structure (LPS mm)", ("labels",), _prepare_mesh),
+    "tet": Step("tet", "tetrahedral mesh of chosen structures with per-element HU", ("labels", "volume"),
+                _prepare_tet),
 }
+#: services modules that add their steps to ``STEPS`` with ``register_step`` when imported
+STEP_MODULES: tuple[str, ...] = ()
+
+
+def register_step(step: Step) -> Step:
+    """Add a capability's step (called by the modules in ``STEP_MODULES`` when imported)."""
+    STEPS[step.name] = step
+    return step
+
+
+def steps() -> dict[str, Step]:
+    """Every step, the capability modules' included (imported on first use)."""
+    import importlib
+
+    for mod in STEP_MODULES:
+        importlib.import_module(mod)
+    return STEPS
 
 
 def prepare_step(case: Case, name: str, *, allow_stale: bool = False, **options) -> StepJob:
     """Check ``case`` has current inputs for step ``name`` and snapshot them (on the owner thread)."""
-    step = STEPS.get(name)
+    step = steps().get(name)
     if step is None:
-        raise SurgtwinError(f"unknown step {name!r}", hint=f"steps: {', '.join(STEPS)}")
+        raise SurgtwinError(f"unknown step {name!r}", hint=f"steps: {', '.join(steps())}")
     case.require_current(step.inputs, allow_stale=allow_stale, purpose=f"the {name} step")
-    if name == "segment":
-        return StepJob(name, _segment, (case.volume, options, case.labels_revision))
-    if name == "mesh":
-        return StepJob(name, _mesh, (_labels_snapshot(case), options))
-    if name == "tet":
-        return StepJob(name, _tet, (_labels_snapshot(case), case.volume, {**options, "_volume_hash": case.volume_hash}))
-    raise SurgtwinError(f"step {name!r} has no implementation")  # pragma: no cover - STEPS and this agree
+    return step.prepare(case, **options)
 
 
 def run_step(case: Case, name: str, *, allow_stale: bool = False, progress=None, cancel=None,
@@ -349,8 +377,8 @@ def run_steps(case: Case, names, *, options: dict | None = None, allow_stale: bo
     """Run ``names`` in order; ``options`` maps a step name to its keyword options."""
     names = list(names)
     for n in names:
-        if n not in STEPS:
-            raise SurgtwinError(f"unknown step {n!r}", hint=f"steps: {', '.join(STEPS)}")
+        if n not in steps():
+            raise SurgtwinError(f"unknown step {n!r}", hint=f"steps: {', '.join(steps())}")
     out = []
     for i, n in enumerate(names):
         check(cancel)

@@ -97,10 +97,10 @@ def _run(args) -> int:
 
     steps = _names(args.steps) or []
     for name in steps:  # before the case is loaded
-        if name not in pipeline.STEPS:
+        if name not in pipeline.steps():
             from surgtwin.core.errors import SurgtwinError
 
-            raise SurgtwinError(f"unknown step {name!r}", hint=f"steps: {', '.join(pipeline.STEPS)}")
+            raise SurgtwinError(f"unknown step {name!r}", hint=f"steps: {', '.join(pipeline.steps())}")
     case = pipeline.load_case(args.case, progress=ProgressBar("opening"))
     opts = {"segment": {"method": args.method, "bundle": args.bundle, "device": args.device},
             "mesh": {"structures": _names(args.structures), "smoothing_iterations": args.smoothing_iterations},

@@ -24,13 +24,30 @@ STANDARD_VIEWS = {
 
 @dataclass
 class SceneObject:
-    key: tuple[str, str]  # (kind, name), e.g. ("structure", "liver")
-    vertices: np.ndarray  # (N, 3) LPS mm
+    """A mesh in the scene. ``vertices`` are LPS mm, or in a local frame placed by ``matrix`` (4x4
+    local -> LPS; an implant being moved only changes its matrix). ``scalars`` (one per face) colour
+    it through ``cmap`` over ``clim`` with a scalar bar titled ``scalar_title`` (FE results);
+    ``contour`` draws its outline in the MPR views."""
+
+    key: tuple[str, str]  # (kind, name), e.g. ("structure", "liver"), ("implant", "1")
+    vertices: np.ndarray  # (N, 3)
     faces: np.ndarray  # (M, 3) triangles
     color: tuple[int, int, int] = (200, 200, 200)
     opacity: float = 1.0
     visible: bool = True
     value: int | None = None  # label value for structures
+    matrix: np.ndarray | None = None
+    scalars: np.ndarray | None = None
+    cmap: str = "coolwarm"
+    clim: tuple[float, float] | None = None
+    scalar_title: str = ""
+    contour: bool = False
+
+    def world_vertices(self) -> np.ndarray:
+        if self.matrix is None:
+            return np.asarray(self.vertices, float)
+        m = np.asarray(self.matrix, float)
+        return np.asarray(self.vertices, float) @ m[:3, :3].T + m[:3, 3]
 
 
 def polydata(vertices: np.ndarray, faces: np.ndarray):
@@ -82,21 +99,54 @@ class ScenePainter:
     def sync(self, objects: dict, *, kind: str | None = None) -> None:
         """Make the scene show exactly ``objects`` (of ``kind`` only, when given)."""
         for key in [k for k in self.actors if (kind is None or k[0] == kind) and k not in objects]:
-            self.plotter.remove_actor(self.actors.pop(key), render=False)
-            self._objects.pop(key, None)
-        for key, obj in objects.items():
-            old = self._objects.get(key)
-            if old is not None and old.vertices is obj.vertices and old.faces is obj.faces and key in self.actors:
-                self.update(key, color=obj.color, opacity=obj.opacity, visible=obj.visible)
-                continue
-            if key in self.actors:
-                self.plotter.remove_actor(self.actors.pop(key), render=False)
-            actor = self.plotter.add_mesh(polydata(obj.vertices, obj.faces), color=np.asarray(obj.color) / 255.0,
-                                          opacity=obj.opacity, smooth_shading=True, name="/".join(key),
-                                          specular=0.3, specular_power=20, render=False, reset_camera=False)
-            actor.SetVisibility(obj.visible)
-            self.actors[key] = actor
+            self.remove(key)
+        for obj in objects.values():
+            self.put(obj)
+
+    def put(self, obj: SceneObject) -> None:
+        """Show ``obj`` (replacing the object with its key); a new pose or colour of the same mesh
+        only updates the actor."""
+        key = obj.key
+        old = self._objects.get(key)
+        same_mesh = old is not None and old.vertices is obj.vertices and old.faces is obj.faces
+        if same_mesh and key in self.actors and old.scalars is obj.scalars:
+            self.update(key, color=obj.color, opacity=obj.opacity, visible=obj.visible)
+            self.set_matrix(key, obj.matrix)
             self._objects[key] = obj
+            return
+        self.remove(key)
+        mesh = polydata(obj.vertices, obj.faces)
+        style = dict(opacity=obj.opacity, smooth_shading=obj.scalars is None, name="/".join(key), specular=0.3,
+                     specular_power=20, render=False, reset_camera=False)
+        if obj.scalars is not None:
+            mesh.cell_data[obj.scalar_title or "value"] = np.asarray(obj.scalars, float)
+            actor = self.plotter.add_mesh(mesh, scalars=obj.scalar_title or "value", cmap=obj.cmap, clim=obj.clim,
+                                          show_scalar_bar=True, scalar_bar_args={
+                                              "title": obj.scalar_title, "vertical": True, "position_x": 0.86,
+                                              "position_y": 0.1, "height": 0.7, "width": 0.08, "n_labels": 5,
+                                              "fmt": "%.3g", "color": "white"}, **style)
+        else:
+            actor = self.plotter.add_mesh(mesh, color=np.asarray(obj.color) / 255.0, **style)
+        actor.SetVisibility(obj.visible)
+        self.actors[key] = actor
+        self._objects[key] = obj
+        self.set_matrix(key, obj.matrix)
+
+    def remove(self, key) -> None:
+        obj = self._objects.pop(key, None)
+        actor = self.actors.pop(key, None)
+        if actor is not None:
+            self.plotter.remove_actor(actor, render=False)
+        if obj is not None and obj.scalars is not None and obj.scalar_title in getattr(self.plotter, "scalar_bars", {}):
+            self.plotter.remove_scalar_bar(obj.scalar_title, render=False)
+
+    def set_matrix(self, key, matrix) -> None:
+        actor = self.actors.get(key)
+        if actor is not None:
+            actor.user_matrix = np.eye(4) if matrix is None else np.asarray(matrix, float)
+
+    def object(self, key) -> SceneObject | None:
+        return self._objects.get(key)
 
     def update(self, key, *, color=None, opacity=None, visible=None) -> None:
         actor = self.actors.get(key)

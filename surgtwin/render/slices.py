@@ -196,3 +196,39 @@ def label_edges(labels2d: np.ndarray) -> np.ndarray:
     e[:, :-1] |= labels2d[:, :-1] != labels2d[:, 1:]
     e[:, 1:] |= labels2d[:, 1:] != labels2d[:, :-1]
     return e & (labels2d > 0)
+
+
+def contour_pixels(vertices_lps: np.ndarray, faces: np.ndarray, affine: np.ndarray, mapping: PlaneMapping,
+                   slice_index: int) -> np.ndarray:
+    """Where a closed triangle mesh cuts an MPR slice: (n, 2, 2) segments as (row, col) pixel
+    coordinates of ``mapping``'s view. The slice is the plane ``index[slice_axis] = slice_index`` of
+    the volume grid (an axis-aligned plane in index space, so each cut is a linear interpolation
+    along the two triangle edges that cross it)."""
+    if not len(faces):
+        return np.zeros((0, 2, 2))
+    kji = np.c_[np.asarray(vertices_lps, float), np.ones(len(vertices_lps))] @ np.linalg.inv(affine).T
+    kji = kji[:, :3]
+    d = kji[:, mapping.slice_axis] - float(slice_index)
+    d = np.where(d == 0, 1e-9, d)  # a vertex on the plane counts as just above it
+    f = np.asarray(faces, np.int64)
+    side = d[f] > 0
+    cut = side.any(axis=1) & ~side.all(axis=1)
+    if not cut.any():
+        return np.zeros((0, 2, 2))
+    f = f[cut]
+    pts = []
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        va, vb = f[:, a], f[:, b]
+        crosses = (d[va] > 0) != (d[vb] > 0)
+        denom = np.where(crosses, d[va] - d[vb], 1.0)
+        t = np.where(crosses, d[va] / denom, np.nan)
+        pts.append(kji[va] + t[:, None] * (kji[vb] - kji[va]))
+    pts = np.stack(pts, axis=1)  # (n, 3 edges, 3): exactly two edges cross
+    ok = ~np.isnan(pts[..., 0])
+    seg = pts[ok].reshape(-1, 2, 3)
+    r, c = seg[..., mapping.row_axis], seg[..., mapping.col_axis]
+    if mapping.flip_rows:
+        r = mapping.n_rows - 1 - r
+    if mapping.flip_cols:
+        c = mapping.n_cols - 1 - c
+    return np.stack([r, c], axis=-1)

@@ -55,6 +55,8 @@ class Session:
     window: tuple[float, float] = (400.0, 40.0)  # (width, level) in HU
     display: dict[int, StructureDisplay] = field(default_factory=dict)
     stats: dict[int, dict] = field(default_factory=dict)
+    #: scene objects besides the structures (implants, FE results): key -> render.scene.SceneObject
+    overlays: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.volume_changed = Signal("volume_changed")  # another case (or none) is shown
@@ -68,6 +70,7 @@ class Session:
         self.measurements_changed = Signal("measurements_changed")
         self.stats_changed = Signal("stats_changed")
         self.modified = Signal("modified")  # the case changed (unsaved changes)
+        self.overlays_changed = Signal("overlays_changed")  # arg: the overlay key
         self._forward = {
             "modified": self.modified.emit,
             "labels_changed": self._on_labels_changed,
@@ -102,6 +105,8 @@ class Session:
         self.meshes = {}
         self.display = {}
         self.stats = {}
+        for key in list(self.overlays):
+            self.set_overlay(key, None)
         if case is not None:
             for name, fn in self._forward.items():
                 getattr(case, name).connect(fn)
@@ -184,6 +189,15 @@ class Session:
         """The display copies of the case's meshes (see ``pipeline.display_meshes``)."""
         self.meshes = dict(meshes)
         self.meshes_changed.emit()
+
+    def set_overlay(self, key, obj) -> None:
+        """Show scene object ``obj`` (None removes it) under ``key`` = (kind, name)."""
+        if obj is None:
+            if self.overlays.pop(key, None) is None:
+                return
+        else:
+            self.overlays[key] = obj
+        self.overlays_changed.emit(key)
 
     # -- crosshair and window -------------------------------------------------------------------
     def set_crosshair(self, lps) -> None:

@@ -9,7 +9,7 @@ through the ``LabelEditor``.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -46,6 +46,8 @@ class SliceView(QWidget):
         session.labels_changed.connect(lambda *_: self._invalidate(labels=True))
         session.display_changed.connect(lambda *_: self._invalidate(labels=True))
         session.measurements_changed.connect(self.update)
+        session.overlays_changed.connect(self._on_overlay)
+        self._contours: dict = {}  # overlay key -> (object, slice index, segments (n, 2, 2) on screen in mm)
         tools.changed.connect(self._on_tools)
         self._on_volume()
 
@@ -152,6 +154,7 @@ class SliceView(QWidget):
         p.drawImage(rect, img, QRectF(0, 0, img.width(), img.height()))
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         self._draw_crosshair(p)
+        self._draw_contours(p, s, rect)
         self._draw_measurements(p)
         self._draw_annotations(p, colour)
         if self.tools.edits and self._mouse is not None:
@@ -183,6 +186,29 @@ class SliceView(QWidget):
             else:
                 p.drawLine(QPointF(a, b), QPointF(pt.x() - gap, b))
                 p.drawLine(QPointF(pt.x() + gap, b), QPointF(c, d))
+
+    def _on_overlay(self, key) -> None:
+        self._contours.pop(key, None)
+        self.update()
+
+    def _draw_contours(self, p: QPainter, scale: float, rect: QRectF) -> None:
+        """Outlines of the overlays marked ``contour`` (implants) where they cut this slice."""
+        m = self.mapping
+        for key, obj in self.session.overlays.items():
+            if not obj.contour or not obj.visible:
+                continue
+            cached = self._contours.get(key)
+            if cached is None or cached[0] is not obj or cached[1] != self.slice_index:
+                cached = (obj, self.slice_index, S.contour_pixels(obj.world_vertices(), obj.faces,
+                                                                  self.session.volume.affine, m, self.slice_index))
+                self._contours[key] = cached
+            seg = cached[2]
+            if not len(seg):
+                continue
+            xs = rect.x() + (seg[..., 1] + 0.5) * m.col_spacing_mm * scale
+            ys = rect.y() + (seg[..., 0] + 0.5) * m.row_spacing_mm * scale
+            p.setPen(QPen(QColor(*obj.color), 2))
+            p.drawLines([QLineF(x0, y0, x1, y1) for (x0, x1), (y0, y1) in zip(xs, ys, strict=True)])
 
     def _on_this_slice(self, lps) -> bool:
         kji = self.session.volume.world_to_index(lps)

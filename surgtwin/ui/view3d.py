@@ -79,6 +79,7 @@ class View3D(QWidget):
         self._placeholder.setStyleSheet("background: #1d2330; color: #8891a5;")
         lay.addWidget(self._placeholder, 1)
         session.meshes_changed.connect(self._sync_meshes)
+        session.overlays_changed.connect(self._on_overlay)
         session.display_changed.connect(self._on_display)
         session.crosshair_changed.connect(self._on_crosshair)
         session.volume_changed.connect(self._on_volume)
@@ -104,6 +105,8 @@ class View3D(QWidget):
         self._placeholder.deleteLater()
         self._placeholder = None
         self._sync_meshes()
+        for key in list(self.session.overlays):
+            self._on_overlay(key)
         self._on_volume(reset=False)
         self.standard_view("A")
         self.ready.emit()
@@ -143,11 +146,21 @@ class View3D(QWidget):
             self.standard_view("A")
         self.render()
 
+    def _on_overlay(self, key) -> None:
+        if self.painter is None:
+            return
+        obj = self.session.overlays.get(key)
+        if obj is None:
+            self.painter.remove(key)
+        else:
+            self.painter.put(obj)
+        self.render()
+
     def _on_display(self, value=None) -> None:
         if self.painter is None:
             return
         for key in self.painter.actors:
-            obj = self.painter._objects.get(key)
+            obj = self.painter.object(key)
             d = self.session.display.get(obj.value) if obj is not None else None
             if d is not None and (value is None or value == d.value):
                 self.painter.update(key, color=d.color, opacity=d.opacity_3d, visible=d.visible)

@@ -311,3 +311,19 @@ def test_check_bundle_refuses_a_folder_that_is_not_a_bundle_naming_it(tmp_path):
     assert "not a usable MONAI bundle" in info.value.reason and "metadata.json" in info.value.reason
     with pytest.raises(SurgtwinError, match="not a usable MONAI bundle"):
         pipeline.check_bundle(tmp_path / "missing")
+
+
+def test_contour_of_a_sphere_on_an_axial_slice_is_its_equator():
+    import trimesh
+
+    from surgtwin.render.slices import contour_pixels, plane_mapping
+
+    aff = np.array([[0, 0, 1.0, 0], [0, 1.0, 0, 0], [2.0, 0, 0, 0], [0, 0, 0, 1]])  # slices 2 mm along S
+    m = plane_mapping(aff, (20, 50, 50), "axial")
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=10)
+    sphere.apply_translation([25, 25, 20])
+    seg = contour_pixels(sphere.vertices, sphere.faces, aff, m, 10)  # the slice through the centre
+    assert not m.flip_rows and not m.flip_cols  # rows run to P, columns to L: screen = index
+    radii = np.linalg.norm(seg.reshape(-1, 2) - [25, 25], axis=1)
+    assert len(seg) > 40 and np.all(np.abs(radii - 10) < 0.2)
+    assert len(contour_pixels(sphere.vertices, sphere.faces, aff, m, 2)) == 0  # z = 4 mm: below the sphere

@@ -150,11 +150,37 @@ class View3D(QWidget):
         if self.painter is None:
             return
         obj = self.session.overlays.get(key)
+        handle = getattr(self, "_handle_key", None) == key
+        if handle:  # the widget caches the pose: rebuilt on the new one
+            on_moved = self._handle_cb
+            self.detach_handle()
         if obj is None:
             self.painter.remove(key)
         else:
             self.painter.put(obj)
+            if handle:
+                self.attach_handle(key, on_moved)
         self.render()
+
+    # -- handle widget --------------------------------------------------------------------------
+    def attach_handle(self, key, on_moved) -> bool:
+        """Translate/rotate arrows and rings on overlay ``key`` (pyvista's affine widget); after each
+        drag ``on_moved(matrix)`` gets the object's new 4x4 local -> LPS matrix. False without 3D."""
+        self.detach_handle()
+        actor = self.painter.actors.get(key) if self.painter is not None else None
+        if actor is None:
+            return False
+        bounds = np.array(actor.GetBounds()).reshape(3, 2)
+        self._handle = self.plotter.add_affine_transform_widget(
+            actor, origin=bounds.mean(axis=1), scale=0.6, release_callback=lambda m: on_moved(np.array(m)))
+        self._handle_key, self._handle_cb = key, on_moved
+        self.render()
+        return True
+
+    def detach_handle(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self._handle.remove()
+        self._handle, self._handle_key = None, None
 
     def _on_display(self, value=None) -> None:
         if self.painter is None:

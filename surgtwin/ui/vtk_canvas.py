@@ -43,6 +43,7 @@ class OffscreenVTKCanvas(QWidget):
         self.render_window.SetMultiSamples(int(multi_samples))
         self.iren = self.plotter.iren.interactor
         self.iren.UpdateSize(w, h)
+        self.iren.Enable()  # widgets (the implant handle) only see events of an enabled interactor
         self._pixels = vtk.vtkUnsignedCharArray()
         self._image: QImage | None = None
         self._buf = None

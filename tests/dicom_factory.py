@@ -199,3 +199,79 @@ def write_enhanced_ct(path: Path, *, shape=(6, 16, 18), spacing=(2.5, 0.9, 0.8),
 
 def reread(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path)
+
+
+# --- byte-level mutation of real files (hardening tests: corrupt headers that pydicom will not write) ---
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def head_slices(dst: Path, n: int | None = None, start: int = 0) -> list[Path]:
+    """Copies of ``n`` consecutive slices of the bundled head sample (RLE-compressed CT) in ``dst``."""
+    import shutil
+
+    from surgtwin import resources
+
+    src = sorted((resources.sample_root() / "head" / "dicom").glob("*.dcm"))
+    src = src[start:] if n is None else src[start : start + n]
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(f, dst / f.name)) for f in src]
+
+
+def find_element(data: bytes, tag: int) -> tuple[int, int, int] | None:
+    """(element start, header length, value length) of a top-level element of an explicit VR little
+    endian Part 10 file, or None. Walks the elements before Pixel Data; sequences must have defined
+    length or end with a sequence delimiter."""
+    import struct
+
+    pos = 132
+    while pos + 8 <= len(data):
+        g, e = struct.unpack_from("<HH", data, pos)
+        vr = data[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            length, hdr = struct.unpack_from("<I", data, pos + 8)[0], 12
+        else:
+            length, hdr = struct.unpack_from("<H", data, pos + 6)[0], 8
+        t = (g << 16) | e
+        if t == tag:
+            return pos, hdr, length
+        if t >= tag or t == 0x7FE00010:
+            return None
+        if length == 0xFFFFFFFF:
+            end = data.index(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", pos + hdr)
+            pos = end + 8
+        else:
+            pos += hdr + length
+    return None
+
+
+def set_raw_element(path: Path, tag: int, value: bytes, *, vr: bytes | None = None, length: int | None = None) -> None:
+    """Write ``tag`` as raw bytes into an explicit VR little endian file (replacing or inserting it):
+    any value, any VR, and a ``length`` field that may lie about the value's size."""
+    import struct
+
+    data = Path(path).read_bytes()
+    found = find_element(data, tag)
+    if found is not None:
+        pos, hdr, old_len = found
+        old_vr = data[pos + 4 : pos + 6]
+        end = pos + hdr + old_len
+    else:
+        pos = 132
+        while True:  # insertion point: first top-level element with a larger tag
+            g, e = struct.unpack_from("<HH", data, pos)
+            if ((g << 16) | e) > tag:
+                break
+            probe = find_element(data, (g << 16) | e)
+            pos = probe[0] + probe[1] + probe[2]
+        old_vr, end = None, pos
+    vr = vr or old_vr
+    if vr is None:
+        raise ValueError("vr is needed to insert a new element")
+    n = len(value) if length is None else length
+    if vr in _LONG_VRS:
+        header = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + b"\0\0" + struct.pack("<I", n)
+    else:
+        header = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + struct.pack("<H", n & 0xFFFF)
+    Path(path).write_bytes(data[:pos] + header + value + data[end:])

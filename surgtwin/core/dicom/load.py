@@ -2,8 +2,10 @@
 
 Uncompressed single-frame files are read straight from their pixel-data offset into the
 pre-allocated output (one slice-sized scratch buffer per thread, so peak memory stays close to the
-volume's size); everything else is decoded by pydicom with its pixel-data plugins (pylibjpeg /
-openjpeg / RLE). Decoding runs on a thread pool: file reads and the C decoders release the GIL.
+volume's size); everything else is decoded through ``pixels.decode_file`` (pydicom's pixel-data
+plugins; RLE assembled from pylibjpeg-rle's segment decoder), the boundary that turns any decoder
+failure into a ``SurgtwinError``. The pixel module and the voxel limit are checked again before the
+output is allocated. Decoding runs on a thread pool: file reads and the C decoders release the GIL.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from surgtwin.core.dicom.guard import MAX_VOXELS, describe_failure, is_control
 from surgtwin.core.dicom.header import UNCOMPRESSED_SYNTAXES, SliceHeader
+from surgtwin.core.dicom.pixels import RLE_LOSSLESS, decode_file, pixel_module_problem
 from surgtwin.core.dicom.series import SeriesCandidate
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import CancelToken, ProgressFn, check, report
@@ -64,38 +68,25 @@ def _read_native(h: SliceHeader, rows: int, cols: int) -> np.ndarray:
     endian = UNCOMPRESSED_SYNTAXES[h.transfer_syntax][0]
     dt = _stored_dtype(h, endian)
     nbytes = rows * cols * dt.itemsize
-    with open(h.path, "rb", buffering=0) as fh:
-        fh.seek(h.pixel_offset)
-        buf = bytearray(nbytes)
-        got = fh.readinto(buf)
+    try:
+        with open(h.path, "rb", buffering=0) as fh:
+            fh.seek(h.pixel_offset)
+            buf = bytearray(nbytes)
+            got = fh.readinto(buf)
+    except OSError as exc:
+        raise SurgtwinError(f"cannot read pixel data ({exc.strerror})", path=h.path) from None
     if got != nbytes:
         raise SurgtwinError(f"pixel data truncated: read {got} of {nbytes} bytes", path=h.path)
     return np.frombuffer(buf, dtype=dt).reshape(rows, cols)
 
 
 def _read_decoded(h: SliceHeader, rows: int, cols: int, cache: dict) -> np.ndarray:
-    import pydicom
-
-    try:
-        arr = cache.get(h.path)
-        if arr is None:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(h.path, force=True)
-                arr = ds.pixel_array
-            if h.frame_index is not None:
-                cache.clear()
-                cache[h.path] = arr
-    except SurgtwinError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types for corrupt data
-        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        hint = None
-        if "plugin" in msg.lower() or "decod" in msg.lower():
-            hint = "install the pydicom pixel-data plugins: pylibjpeg, pylibjpeg-openjpeg, pylibjpeg-libjpeg, pylibjpeg-rle"
-        raise SurgtwinError(f"cannot decode pixel data ({msg})", path=h.path, hint=hint) from None
+    arr = cache.get(h.path)
+    if arr is None:
+        arr = decode_file(h)
+        if h.frame_index is not None:
+            cache.clear()
+            cache[h.path] = arr
     if h.frame_index is not None:
         if arr.ndim < 3 or h.frame_index >= arr.shape[0]:
             raise SurgtwinError(f"frame {h.frame_index} missing from multi-frame pixel data", path=h.path)
@@ -106,7 +97,7 @@ def _read_decoded(h: SliceHeader, rows: int, cols: int, cache: dict) -> np.ndarr
 
 
 def _rescale_into(out_slice: np.ndarray, raw: np.ndarray, h: SliceHeader) -> None:
-    if raw.dtype.itemsize and h.pixel_offset is not None:
+    if h.pixel_offset is not None or h.transfer_syntax == RLE_LOSSLESS:  # raw stored values: honour BitsStored
         raw = _mask_bits(raw, h)
     if np.issubdtype(out_slice.dtype, np.integer):
         np.add(raw, np.int32(h.rescale_intercept), out=out_slice, casting="unsafe")
@@ -196,6 +187,19 @@ def regularise(c: SeriesCandidate, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def check_before_reading(c: SeriesCandidate) -> None:
+    """The limits and the pixel module, checked again right before anything is allocated or decoded
+    (a candidate may have been built or edited outside ``group_series``)."""
+    for h in c.headers:
+        problem = pixel_module_problem(h)
+        if problem is not None:
+            raise SurgtwinError(problem, path=h.path)
+    n = len(c.target_positions_mm) if c.target_positions_mm is not None else len(c.headers)
+    if n * c.rows * c.columns > MAX_VOXELS or not c.rows or not c.columns:
+        raise SurgtwinError(f"series {c.series_uid or '(no UID)'}: {n}x{c.rows}x{c.columns} voxels is outside "
+                            f"1..{MAX_VOXELS}; file headers are probably corrupt")
+
+
 def load_candidate(
     c: SeriesCandidate,
     *,
@@ -213,12 +217,20 @@ def load_candidate(
             f"series {c.series_uid or '(no UID)'} needs resampling ({'; '.join(c.warnings)})",
             hint="pass allow_resample=True to load it onto a regular grid",
         )
-    arr = read_pixels(c, progress=progress, cancel=cancel)
-    if c.needs_resample:
-        dtype = arr.dtype
-        arr = regularise(c, arr)
-        if np.issubdtype(dtype, np.integer):
-            arr = np.rint(arr).astype(dtype)
+    check_before_reading(c)
+    try:
+        arr = read_pixels(c, progress=progress, cancel=cancel)
+        if c.needs_resample:
+            dtype = arr.dtype
+            arr = regularise(c, arr)
+            if np.issubdtype(dtype, np.integer):
+                arr = np.rint(arr).astype(dtype)
+    except SurgtwinError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the boundary: a bad file never ends in a traceback
+        if is_control(exc):
+            raise
+        raise SurgtwinError(f"series {c.series_uid or '(no UID)'} could not be loaded ({describe_failure(exc)})") from None
     meta = {
         "warnings": list(c.warnings),
         "series_uid": c.series_uid,

@@ -7,17 +7,25 @@ a volume — the reason why. Nothing here reads pixel data.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from surgtwin.core.dicom.guard import (
+    ESSENTIAL,
+    MAX_COORD_MM,
+    MAX_MATRIX,
+    MAX_VOXELS,
+    describe_failure,
+    is_control,
+    tag_label,
+)
 from surgtwin.core.dicom.header import SliceHeader
+from surgtwin.core.dicom.pixels import pixel_module_problem
 from surgtwin.core.geometry import affine_from_dicom, orientation_code, plane_name
 
-#: refuse volumes bigger than this before allocating anything (voxels)
-MAX_VOXELS = 2048**3 // 4
-MAX_MATRIX = 8192
 _POS_TOL_MM = 0.01
 
 NON_VOLUME_SOP_CLASSES = {
@@ -130,28 +138,52 @@ def group_series(headers: list[SliceHeader]) -> list[SeriesCandidate]:
         by_uid[h.series_uid].append(h)
     out: list[SeriesCandidate] = []
     for uid, hs in by_uid.items():
-        bad = [h for h in hs if not h.orientation or not h.position or not h.pixel_spacing]
-        if bad and len(bad) < len(hs):
-            # some files of the series lack geometry: never load the rest as if nothing were missing
-            h = bad[0]
-            tag = ("ImageOrientationPatient (0020,0037)" if not h.orientation else
-                   "ImagePositionPatient (0020,0032)" if not h.position else "PixelSpacing (0028,0030)")
-            out.append(_refuse(_candidate(uid, hs), f"{h.path}: {tag} missing or malformed "
-                                                    f"({len(bad)} of {len(hs)} files of the series)"))
-            continue
-        parts: dict = defaultdict(list)
-        for h in hs:
-            parts[_split_key(h)].append(h)
-        notes = []
-        if len(parts) > 1:
-            notes = [f"part {i + 1} of {len(parts)} (series mixes orientations or image sizes)" for i in range(len(parts))]
-        for i, part in enumerate(parts.values()):
-            for c in _split_acquisitions(uid, part):
-                if notes:
-                    c.split_note = notes[i]
-                    c.warnings.insert(0, f"series split: {notes[i]}")
-                out.extend(_split_large_gaps(_examine(c)))
+        try:
+            out.extend(_group_one(uid, hs))
+        except BaseException as exc:  # noqa: BLE001 - one odd series never breaks the scan of the others
+            if is_control(exc):
+                raise
+            out.append(_refuse(_candidate(uid, hs), f"{hs[0].path}: the series could not be examined "
+                                                    f"({describe_failure(exc)})"))
     out.sort(key=lambda c: (not c.loadable, -len(c.headers), c.series_number or 0))
+    return out
+
+
+def _geometry_ok(h: SliceHeader) -> bool:
+    return bool(h.orientation and h.position and h.pixel_spacing)
+
+
+def _group_one(uid: str, hs: list[SliceHeader]) -> list[SeriesCandidate]:
+    out: list[SeriesCandidate] = []
+    for h in hs:
+        essential = [k for k in h.malformed if k in ESSENTIAL]
+        if essential:  # a corrupt value in one file: the series is refused, never loaded around it
+            c = _candidate(uid, hs)
+            _warn_malformed(c)
+            return [_refuse(c, f"{h.path}: {tag_label(essential[0])} is malformed (unreadable, not finite or "
+                               "out of range)")]
+    bad = [h for h in hs if not _geometry_ok(h)]
+    if bad and len(bad) < len(hs):
+        # some files of the series lack geometry: never load the rest as if nothing were missing
+        h = bad[0]
+        tag = ("ImageOrientationPatient (0020,0037)" if not h.orientation else
+               "ImagePositionPatient (0020,0032)" if not h.position else "PixelSpacing (0028,0030)")
+        c = _candidate(uid, hs)
+        _warn_malformed(c)
+        return [_refuse(c, f"{h.path}: {tag} missing, malformed or out of range "
+                           f"({len(bad)} of {len(hs)} files of the series)")]
+    parts: dict = defaultdict(list)
+    for h in hs:
+        parts[_split_key(h)].append(h)
+    notes = []
+    if len(parts) > 1:
+        notes = [f"part {i + 1} of {len(parts)} (series mixes orientations or image sizes)" for i in range(len(parts))]
+    for i, part in enumerate(parts.values()):
+        for c in _split_acquisitions(uid, part):
+            if notes:
+                c.split_note = notes[i]
+                c.warnings.insert(0, f"series split: {notes[i]}")
+            out.extend(_split_large_gaps(_examine(c)))
     return out
 
 
@@ -178,7 +210,7 @@ def _normal(h: SliceHeader) -> np.ndarray:
 def _split_acquisitions(uid: str, hs: list[SliceHeader]) -> list[SeriesCandidate]:
     """Several acquisitions (or temporal positions) at the same positions become separate volumes."""
     h0 = hs[0]
-    if h0.orientation is None or len(h0.orientation) != 6 or any(h.position is None for h in hs):
+    if h0.orientation is None or len(h0.orientation) != 6 or any(not _position_ok(h) for h in hs):
         return [_candidate(uid, hs)]
     n = _normal(h0)
     s = np.round(np.array([np.dot(n, h.position) for h in hs]) / _POS_TOL_MM).astype(np.int64)
@@ -194,6 +226,11 @@ def _split_acquisitions(uid: str, hs: list[SliceHeader]) -> list[SeriesCandidate
         if all(_unique_positions(g.headers, n) for g in groups):
             return groups
     return [_candidate(uid, hs)]
+
+
+def _position_ok(h: SliceHeader) -> bool:
+    p = h.position
+    return p is not None and len(p) == 3 and all(math.isfinite(v) and abs(v) <= MAX_COORD_MM for v in p)
 
 
 def _unique_positions(hs, n) -> bool:
@@ -219,15 +256,20 @@ def _split_by(uid, hs, key, what) -> list[SeriesCandidate]:
 MAX_FILLED_SLICES_PER_GAP = 5
 
 
+def _gap_cuts(s: np.ndarray) -> np.ndarray:
+    """Indices after which a gap is too large to fill (floats: a gap of 1e15 mm never overflows)."""
+    d = np.diff(s)
+    missing = np.rint(d / float(np.median(d))) - 1
+    limit = min(MAX_FILLED_SLICES_PER_GAP, max(1, len(s) // 4))
+    return np.nonzero(missing > limit)[0]
+
+
 def _split_large_gaps(c: SeriesCandidate) -> list[SeriesCandidate]:
     if not c.loadable or c.slice_positions_mm is None or len(c.headers) < 2:
         return [c]
     s = c.slice_positions_mm
     d = np.diff(s)
-    med = float(np.median(d))
-    missing = np.rint(d / med).astype(int) - 1
-    limit = min(MAX_FILLED_SLICES_PER_GAP, max(1, len(s) // 4))
-    cuts = np.nonzero(missing > limit)[0]
+    cuts = _gap_cuts(s)
     if not len(cuts):
         return [c]
     pieces, start = [], 0
@@ -248,46 +290,67 @@ def _split_large_gaps(c: SeriesCandidate) -> list[SeriesCandidate]:
     return out
 
 
+def _warn_malformed(c: SeriesCandidate) -> None:
+    """Unreadable values of tags the volume does not depend on are ignored, but never silently."""
+    counts = Counter(k for h in c.headers for k in h.malformed if k not in ESSENTIAL)
+    for keyword, n in sorted(counts.items()):
+        example = next(h.path for h in c.headers if keyword in h.malformed)
+        c.warnings.append(f"{tag_label(keyword)} malformed in {n} file(s) (e.g. {example}); ignored")
+
+
+def _finite(values, limit: float = MAX_COORD_MM) -> bool:
+    return all(math.isfinite(v) and abs(v) <= limit for v in values)
+
+
+def _header_problem(h: SliceHeader) -> str | None:
+    """Geometry, rescale and pixel-length checks of one header (reasons name the tag)."""
+    if h.extra.get("truncated"):
+        return f"file is truncated or corrupt ({h.extra['truncated']})"
+    if h.orientation is None or len(h.orientation) != 6 or not _finite(h.orientation, 1.5):
+        return "ImageOrientationPatient (0020,0037) missing, malformed or not finite"
+    if h.position is None or len(h.position) != 3 or not _finite(h.position):
+        return "ImagePositionPatient (0020,0032) missing, malformed or out of range"
+    if h.pixel_spacing is None or len(h.pixel_spacing) != 2 or not _finite(h.pixel_spacing) or min(h.pixel_spacing) <= 0:
+        return "PixelSpacing (0028,0030) missing, not finite or not positive"
+    if not _finite((h.rescale_slope, h.rescale_intercept), math.inf):
+        return "RescaleSlope (0028,1053) / RescaleIntercept (0028,1052) not finite"
+    if h.rescale_slope == 0:
+        return "RescaleSlope (0028,1053) is 0"
+    if h.pixel_offset is not None and h.pixel_length is not None:
+        need = (h.rows or 0) * (h.columns or 0) * ((h.bits_allocated or 16) // 8)
+        if h.pixel_length < need:
+            return f"pixel data holds {h.pixel_length} bytes, the image needs {need}"
+    return None
+
+
 def _examine(c: SeriesCandidate) -> SeriesCandidate:  # noqa: C901 - a checklist reads best flat
     hs = c.headers
     h0 = hs[0]
     first = h0.path
+    _warn_malformed(c)
     if h0.sop_class_uid in NON_VOLUME_SOP_CLASSES:
         return _refuse(c, f"{first} is {NON_VOLUME_SOP_CLASSES[h0.sop_class_uid]}")
     if not any(h.has_pixels for h in hs):
         return _refuse(c, f"no pixel data ({first} is a non-image object)")
     if any(t.upper() == "LOCALIZER" for t in h0.image_type):
         return _refuse(c, "localizer/scout image (ImageType LOCALIZER): a planning view, not a 3D volume")
-    if h0.samples_per_pixel != 1:
-        return _refuse(c, f"colour images (SamplesPerPixel={h0.samples_per_pixel}) cannot be a CT/MR volume")
-    if not c.rows or not c.columns:
-        return _refuse(c, f"{first}: Rows/Columns missing or zero")
+    for h in hs:
+        problem = pixel_module_problem(h)
+        if problem is not None:
+            return _refuse(c, f"{h.path}: {problem}")
     if c.rows > MAX_MATRIX or c.columns > MAX_MATRIX or c.rows * c.columns * len(hs) > MAX_VOXELS:
         return _refuse(
             c,
             f"{first}: absurd image size {c.rows}x{c.columns}x{len(hs)} "
             f"(limit {MAX_MATRIX} per side, {MAX_VOXELS} voxels); file header is probably corrupt",
         )
-    if h0.bits_allocated not in (8, 16, 32) and h0.bits_allocated != 1:
-        return _refuse(c, f"{first}: unsupported BitsAllocated={h0.bits_allocated}")
     projection = {"CR", "DX", "MG", "XA", "RF", "IO", "PX", "US", "ES", "XC", "OT", "SC"}
     if c.modality in projection and (h0.orientation is None or h0.position is None):
         return _refuse(c, f"a {c.modality} projection/2D image without 3D patient geometry: not a volume")
     for h in hs:
-        if h.orientation is None or len(h.orientation) != 6:
-            return _refuse(c, f"{h.path}: ImageOrientationPatient (0020,0037) missing or malformed")
-        if h.position is None or len(h.position) != 3:
-            return _refuse(c, f"{h.path}: ImagePositionPatient (0020,0032) missing or malformed")
-        if h.pixel_spacing is None or len(h.pixel_spacing) != 2 or min(h.pixel_spacing) <= 0:
-            return _refuse(c, f"{h.path}: PixelSpacing (0028,0030) missing or not positive")
-        if h.rescale_slope == 0:
-            return _refuse(c, f"{h.path}: RescaleSlope (0028,1053) is 0")
-        if h.pixel_offset is not None and h.pixel_length is not None:
-            need = (h.rows or 0) * (h.columns or 0) * ((h.bits_allocated or 16) // 8)
-            if h.pixel_length < need:
-                return _refuse(c, f"{h.path}: pixel data holds {h.pixel_length} bytes, the image needs {need}")
-        if h.extra.get("truncated"):
-            return _refuse(c, f"{h.path}: file is truncated ({h.extra['truncated']})")
+        reason = _header_problem(h)
+        if reason is not None:
+            return _refuse(c, f"{h.path}: {reason}")
     o = np.asarray(h0.orientation, dtype=np.float64)
     row, col = o[:3], o[3:]
     if abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(col) - 1) > 1e-2 or abs(row @ col) > 1e-2:
@@ -372,8 +435,18 @@ def _examine(c: SeriesCandidate) -> SeriesCandidate:  # noqa: C901 - a checklist
                 f"non-uniform slice spacing ({d.min():.3f}–{d.max():.3f} mm): resampled to a regular "
                 f"{med:.3f} mm grid by linear interpolation along the normal"
             )
-        count = int(round(span / med)) + 1
-        target = s[0] + np.arange(count) * med
+        count_f = span / med + 1
+        if count_f > len(s) * (MAX_FILLED_SLICES_PER_GAP + 2) + 2:
+            # a gap bigger than any that is filled: _split_large_gaps cuts the series there; never build this grid
+            if not len(_gap_cuts(s)):
+                return _refuse(c, f"a regular grid for these {len(s)} slices would need {count_f:.3g} slices "
+                                  "(corrupt positions?)")
+        else:
+            count = int(round(span / med)) + 1
+            if count * c.rows * c.columns > MAX_VOXELS:
+                return _refuse(c, f"the resampled grid ({count}x{c.rows}x{c.columns}) is more than the "
+                                  f"{MAX_VOXELS} voxels supported")
+            target = s[0] + np.arange(count) * med
     c.slice_positions_mm = s
     c.target_positions_mm = target
     step = n * (target[1] - target[0] if len(target) > 1 else med)

@@ -1,6 +1,7 @@
-"""Bundled resources (the segmentation model bundle and the sample cases), found as package data.
+"""Bundled resources (the segmentation model bundle, the sample cases and the implant library), found
+as package data.
 
-Both live under ``surgtwin/data/`` and are located through ``importlib.resources.files("surgtwin")``,
+All live under ``surgtwin/data/`` and are located through ``importlib.resources.files("surgtwin")``,
 so a source checkout, an installed wheel and a frozen (PyInstaller) build find them the same way:
 the build only has to ship ``surgtwin/data`` beside the package.
 """
@@ -19,6 +20,12 @@ def _data_dir() -> Path:
 def bundled_model_dir() -> Path:
     """The folder holding the bundled segmentation model bundles (``surgtwin/data/models``)."""
     return _data_dir() / "models"
+
+
+def implants_dir() -> Path:
+    """The implant library: one JSON file per implant family and ``materials.json``
+    (``surgtwin/data/implants``)."""
+    return _data_dir() / "implants"
 
 
 def sample_root() -> Path:

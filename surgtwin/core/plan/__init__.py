@@ -1,0 +1,42 @@
+"""Planning on the patient's twin: implants, their poses, placement checks (no case, no Qt, no VTK).
+
+Everything is in patient LPS millimetres. Heavy work is precomputed once per case and per implant
+so that a pose change is checked in milliseconds (the app drags implants live).
+
+Public API
+----------
+* implant library (``implants``): ``families()``, ``family(name) -> Family`` (``.implant(size)``),
+  ``Implant`` (``family``, ``size``, ``params``, ``material``, ``mesh()`` in its local frame),
+  ``custom_implant(path)``, ``materials()``, ``material(key)``, ``Material``
+* poses (``pose``): ``Pose`` (4x4 local -> LPS; ``from_axis``, ``from_rotvec``, ``to_json``/``from_json``),
+  ``PlacedImplant`` (id, name, implant, pose; ``world_mesh()``, ``to_json``/``from_json``),
+  ``placements_from_json``, ``placements_to_json``
+* voxels (``voxelise``): ``voxelise(placed, reference) -> bool mask``, ``implant_labels(labels,
+  placements) -> LabelMap`` (implants as ``implant_<id>`` structures for ``tet_mesh``),
+  ``sample_implant(implant) -> ImplantSamples``
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "families", "family", "Family", "Implant", "Material", "custom_implant", "materials", "material",
+    "Pose", "PlacedImplant", "placements_from_json", "placements_to_json",
+    "voxelise", "implant_labels", "sample_implant", "ImplantSamples",
+]
+
+_LAZY = {
+    **dict.fromkeys(("families", "family", "Family", "Implant", "Material", "custom_implant", "materials",
+                     "material"), "surgtwin.core.plan.implants"),
+    **dict.fromkeys(("Pose", "PlacedImplant", "placements_from_json", "placements_to_json"),
+                    "surgtwin.core.plan.pose"),
+    **dict.fromkeys(("voxelise", "implant_labels", "sample_implant", "ImplantSamples"),
+                    "surgtwin.core.plan.voxelise"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'surgtwin.core.plan' has no attribute {name!r}")

@@ -173,16 +173,18 @@ _CORPORA: dict = {}
 
 def _result_for(job: dict, cls: str, message: str, where: str, detail: str = "", corpus: Path | None = None) -> dict:
     """A result the parent writes itself (hang, crash); the descriptor is re-planned here."""
-    from .inputs import plan
+    from .inputs import input_id, plan
     from .seeds import Corpus
 
     desc = job.get("desc")
     if desc is None and corpus is not None:
-        c = _CORPORA.setdefault(str(corpus), Corpus(corpus))
-        desc = plan(c, job["seed"], *job["plan"])
-    desc = desc or {}
+        try:
+            desc = plan(_CORPORA.setdefault(str(corpus), Corpus(corpus)), job["seed"], *job["plan"])
+        except Exception:  # noqa: BLE001 - a harness bug in planning: reported as the job itself
+            desc = None
+    desc = desc or {"plan": job.get("plan"), "seed": job.get("seed")}
     kind = desc.get("kind") or job["plan"][0]
-    ident = desc.get("id") or job.get("id", "?")
+    ident = desc.get("id") or (input_id(*job["plan"]) if job.get("plan") else "?")
     out = {"id": ident, "kind": kind, "cls": cls, "message": message, "where": where, "surgtwin_where": where,
            "exc_type": cls, "elapsed_s": None, "desc": desc or {"plan": job.get("plan"), "seed": job.get("seed")}}
     if detail:
@@ -243,8 +245,8 @@ def summarize(results: list[dict], wall_s: float, seed: int) -> dict:
 
 def _leak_where(r: dict) -> str:
     """'[source] first words of the text' of the first leak (digits dropped, so one cause is one group)."""
-    leak = r["leaks"][0]
-    return re.sub(r"\d+", "N", leak.split(" | ")[0])[:70]
+    head = re.sub(r"\d+", "N", r["leaks"][0].split(" | ")[0])
+    return " ".join(head.split()[:6])
 
 
 def _size_hint(r: dict) -> tuple:

@@ -60,7 +60,14 @@ def _plan_dicom(corpus: Corpus, rng) -> dict:
     seed = corpus.dicom[name]
     out: dict = {"seed": name, "cli": bool(rng.random() < 0.15)}
     if seed.series and rng.random() < 0.3:
-        out.update(context="series", series_op=mutate_dicom.sample_series(rng, len(seed.files)), entry="folder")
+        op = mutate_dicom.sample_series(rng, len(seed.files))
+        out.update(context="series", series_op=op, entry="folder", convert=bool(rng.random() < 0.08))
+        if rng.random() < 0.3:  # and one file of the result damaged as well
+            items = mutate_dicom.apply_series([corpus.read(f) for f in seed.files], op)
+            j = int(rng.integers(len(items)))
+            data = items[j] if isinstance(items[j], bytes) else corpus.read(seed.files[items[j]])
+            m = mutate_dicom.choose(rng, mutate_dicom.SINGLE)
+            out["post"] = {"index": j, "mutations": [{"m": m, "p": mutate_dicom.SINGLE[m][1](rng, data)}]}
         return out
     target = int(rng.integers(len(seed.files)))
     data = corpus.read(seed.files[target])
@@ -72,10 +79,10 @@ def _plan_dicom(corpus: Corpus, rng) -> dict:
         m = mutate_dicom.choose(rng, table)
         p = table[m][1](rng, data)
         muts.append({"m": m, "p": p})
-        data = table[m][2](data, p)
+        data = mutate_dicom.apply_single(data, [muts[-1]])
     context = "series" if seed.series and rng.random() < 0.6 else "single"
     entry = "file" if context == "single" and rng.random() < 0.3 else "folder"
-    out.update(context=context, target=target, mutations=muts, entry=entry)
+    out.update(context=context, target=target, mutations=muts, entry=entry, convert=bool(rng.random() < 0.08))
     return out
 
 
@@ -88,9 +95,18 @@ def _plan_nifti(corpus: Corpus, rng) -> dict:
         m = mutate_dicom.choose(rng, mutate_nifti.MUTATORS)
         p = mutate_nifti.MUTATORS[m][1](rng, data)
         muts.append({"m": m, "p": p})
-        data = mutate_nifti.MUTATORS[m][2](data, p)
+        data = mutate_nifti.apply(data, [muts[-1]])
     gz = ("none", "none", "gzip", "gzip_truncated", "plain_named_gz")[int(rng.integers(5))]
-    return {"seed": name, "mutations": muts, "gz": gz, "cli": bool(rng.random() < 0.3)}
+    out = {"seed": name, "mutations": muts, "gz": gz, "cli": bool(rng.random() < 0.3),
+           "convert": bool(rng.random() < 0.1)}
+    if name in corpus.tables:
+        if rng.random() < 0.5:  # damage the table instead of (as well as) the image
+            m = ("value", "raw")[int(rng.random() < 0.3)]
+            p = mutate_bundle.MUTATORS[m][1](rng, corpus.tables[name].parent, files=("labels.json",))
+            out["table_mutations"] = [{"m": m, "p": p}]
+            if rng.random() < 0.6:
+                out["mutations"] = []
+    return out
 
 
 def _plan_bundle(corpus: Corpus, rng) -> dict:
@@ -115,8 +131,13 @@ def materialize(desc: dict, corpus: Corpus, dest: Path) -> tuple[Path, list[str]
     if kind == "nifti":
         data = mutate_nifti.apply(corpus.read(corpus.nifti[desc["seed"]]), desc["mutations"])
         data, suffix = mutate_nifti.wrap(data, desc.get("gz", "none"))
-        path = dest / f"image{suffix}"
+        table = corpus.tables.get(desc["seed"])
+        path = dest / f"{'labels' if table else 'image'}{suffix}"
         path.write_bytes(data)
+        if table:
+            shutil.copy(table, dest / "labels.json")
+            mutate_bundle.apply(dest, desc.get("table_mutations", []))
+            shutil.copy(corpus.reference, dest / "reference.nii")
         return path, [path.name]
     folder = dest / "bundle"
     shutil.copytree(corpus.bundle[desc["seed"]], folder)
@@ -131,6 +152,11 @@ def _materialize_dicom(desc: dict, corpus: Corpus, dest: Path) -> tuple[Path, li
     folder.mkdir()
     if "series_op" in desc:
         items = mutate_dicom.apply_series(files, desc["series_op"])
+        post = desc.get("post")
+        if post and post["index"] < len(items):
+            j = post["index"]
+            data = items[j] if isinstance(items[j], bytes) else files[items[j]]
+            items[j] = mutate_dicom.apply_single(data, post["mutations"])
     else:
         t = desc["target"]
         new = mutate_dicom.apply_single(files[t], desc["mutations"])

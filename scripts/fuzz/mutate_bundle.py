@@ -49,8 +49,8 @@ def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
-def sample_value(rng, seed: Path):
-    f = _pick(rng, CONFIGS)
+def sample_value(rng, seed: Path, files=CONFIGS):
+    f = _pick(rng, files)
     doc = json.loads((seed / f).read_text())
     paths = [p for p in _paths(doc) if p]
     good = [p for p in paths if any(str(k) in INTERESTING for k in p[:2])]
@@ -96,8 +96,8 @@ def apply_network(folder: Path, p) -> None:
     _dump(folder, "configs/inference.json", doc)
 
 
-def sample_raw(rng, seed: Path):
-    return {"file": _pick(rng, CONFIGS), "edit": _pick(rng, RAW_EDITS), "frac": float(rng.random()),
+def sample_raw(rng, seed: Path, files=CONFIGS):
+    return {"file": _pick(rng, files), "edit": _pick(rng, RAW_EDITS), "frac": float(rng.random()),
             "depth": int(_pick(rng, (100, 5000, 200_000)))}
 
 

@@ -493,6 +493,14 @@ def _normal(ds) -> np.ndarray:
 
 def apply_series(files: list[bytes], p) -> list[int | bytes]:
     """The series after the mutation: per output file, the index of an unchanged input file or new bytes."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's value checks on the edits
+        return _apply_series(files, p)
+
+
+def _apply_series(files: list[bytes], p) -> list[int | bytes]:
     dss = [_read(b) for b in files]
     out: list[int | bytes] = list(range(len(files)))
     k = p["slice"] % len(files)

@@ -150,7 +150,10 @@ MUTATORS = {
 
 def apply(data: bytes, mutations: list[dict]) -> bytes:
     for m in mutations:
-        data = MUTATORS[m["m"]][2](data, m["p"])
+        try:
+            data = MUTATORS[m["m"]][2](data, m["p"])
+        except (struct.error, IndexError, ValueError):
+            continue  # an earlier truncation left too few bytes for this one: unchanged
     return data
 
 

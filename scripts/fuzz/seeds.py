@@ -9,7 +9,7 @@ Built deterministically into a folder (``build_corpus``) and read back by every 
 * ``dicom/pd_*``: pydicom's own test files (big endian, implicit, JPEG/J2K/JPEG-LS/RLE, deflated,
   multi-frame RT dose, a SEG, files without meta or preamble);
 * ``nifti/*``: a small phantom written with ``surgtwin.core.io.save_volume`` (int16 and float32),
-  identity text planted in the header's descrip/aux_file;
+  identity text planted in the header's descrip/aux_file; its label image with ``labels.json``;
 * ``bundle/real``: the bundled model's configs with a tiny fake weights file whose sha256 is recorded
   (refused when the weights are read); ``bundle/tiny``: the same configs with a small UNet whose real
   weights load (the success path). Networks stay small so a check takes milliseconds.
@@ -58,6 +58,9 @@ class Corpus:
         manifest = json.loads((self.root / "manifest.json").read_text())
         self.dicom = {k: DicomSeed(k, [self.root / p for p in v]) for k, v in manifest["dicom"].items()}
         self.nifti = {k: self.root / v for k, v in manifest["nifti"].items()}
+        #: label-image seeds: their table (labels.json) beside them; read against this CT reference
+        self.tables = {k: p.parent / "labels.json" for k, p in self.nifti.items() if (p.parent / "labels.json").is_file()}
+        self.reference = self.nifti.get("phantom_i16")
         self.bundle = {k: self.root / v for k, v in manifest["bundle"].items()}
         self._bytes: dict[Path, bytes] = {}
 
@@ -202,7 +205,7 @@ def _build_nifti(root: Path) -> dict:
     from surgtwin.core.types import Volume
     from surgtwin.services.demo import phantom
 
-    vol, _ = phantom(shape=NIFTI_SHAPE, spacing_mm=(3.0, 2.5, 2.5), seed=0, noise_hu=5.0)
+    vol, labels = phantom(shape=NIFTI_SHAPE, spacing_mm=(3.0, 2.5, 2.5), seed=0, noise_hu=5.0)
     out = {}
     tmp = root / "nifti" / "_tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -213,6 +216,10 @@ def _build_nifti(root: Path) -> dict:
     for name, v in variants.items():
         p = save_volume(v, tmp / f"{name}.nii")
         out[name] = _write(root, f"nifti/{name}.nii", _plant_nifti(p.read_bytes()))
+    # a label image with its table (labels.json beside it), read with the CT phantom as reference
+    p = save_volume(labels, tmp / "labels.nii")
+    out["labels_u8"] = _write(root, "nifti/labels_u8/labels.nii", _plant_nifti(p.read_bytes()))
+    labels.labels.save(root / "nifti" / "labels_u8" / "labels.json")
     shutil.rmtree(tmp)
     return out
 

@@ -107,17 +107,38 @@ def dicom(path: Path, desc: dict, rec: Recorder) -> None:
         check_volume(vol, rec, voxels=True)
     if desc.get("cli"):
         rec.cli(["info", "--json", "--skipped", str(path)])
+    if desc.get("convert"):
+        _convert(path, rec)
+
+
+def _convert(path: Path, rec: Recorder) -> None:
+    """`surgtwin convert PATH out.nii.gz` (load + save), into a folder beside the input."""
+    base = Path(path) if Path(path).is_dir() else Path(path).parent
+    out = base.parent / "convert_out"
+    out.mkdir(exist_ok=True)
+    rec.cli(["convert", str(path), str(out / "out.nii.gz")])
 
 
 def nifti(path: Path, desc: dict, rec: Recorder) -> None:
-    """``load_volume`` of a NIfTI file, sometimes `info --json`."""
+    """``load_volume`` of a NIfTI file, sometimes `info --json` / `convert`; a label image (with its
+    labels.json) is also read as labels onto the CT reference beside it, as the app opens labels."""
     from surgtwin.core.io import load_volume
 
     vol = rec.step(load_volume, path)
     if vol is not None:
         check_volume(vol, rec, voxels=False)  # NaN voxels are legal in a float NIfTI
+    reference = Path(path).parent / "reference.nii"
+    if reference.is_file():
+        from surgtwin.services.pipeline import load_labels
+
+        lm = rec.step(load_labels, path, load_volume(reference))
+        if lm is not None:
+            check_volume(lm, rec, voxels=True)
+            rec.text(json.dumps([[lb.value, lb.name] for lb in lm.labels], default=str))
     if desc.get("cli"):
         rec.cli(["info", "--json", str(path)])
+    if desc.get("convert"):
+        _convert(path, rec)
 
 
 def bundle(path: Path, desc: dict, rec: Recorder) -> None:

@@ -36,6 +36,10 @@ def series(seed: str, **op) -> dict:
             "cli": False}
 
 
+def nifti(seed: str, *mutations, table=(), gz: str = "none") -> dict:
+    return {"kind": "nifti", "seed": seed, "mutations": list(mutations), "table_mutations": list(table), "gz": gz}
+
+
 def bundle(seed: str, *mutations) -> dict:
     return {"kind": "bundle", "seed": seed, "mutations": list(mutations)}
 
@@ -65,6 +69,15 @@ REPRODUCERS = {
     # whose TransferSyntaxUID length lies (logged even though surgtwin silences pydicom's warnings)
     "transfer_syntax_length_lie_logs_phi": dicom("head_evr", {"m": "length", "p": {"tag": TRANSFER_SYNTAX, "length": 4116}},
                                                  cli=True),
+    # OverflowError 'cannot convert float infinity to integer' in types.py LabelTable.from_json (a colour of
+    # Infinity in the labels.json beside a label image)
+    "label_table_color_infinity": nifti("labels_u8", table=[{"m": "value", "p": {
+        "file": "labels.json", "path": ["labels", 0, "color", 0], "op": "set", "value": "Infinity"}}]),
+    "label_table_value_infinity": nifti("labels_u8", table=[{"m": "value", "p": {
+        "file": "labels.json", "path": ["labels", 0, "value"], "op": "set", "value": "Infinity"}}]),
+    # RecursionError from json.loads in types.py LabelTable.load
+    "label_table_deeply_nested": nifti("labels_u8", table=[{"m": "raw", "p": {
+        "file": "labels.json", "edit": "deep_nesting", "frac": 0.5, "depth": 5000}}]),
     # RecursionError from json.loads in bundle.py _read_json
     "bundle_deeply_nested_json": bundle("tiny", {"m": "raw", "p": {"file": "configs/inference.json",
                                                                    "edit": "deep_nesting", "frac": 0.5, "depth": 5000}}),

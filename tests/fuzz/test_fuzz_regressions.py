@@ -65,8 +65,9 @@ REPRODUCERS = {
                                                                                              "length": 1}}),
     # hang in multiframe.py headers_from_dataset: one header per frame for NumberOfFrames = 2**31-1
     "number_of_frames_huge": dicom("head_enh", value(NUMBER_OF_FRAMES, "2147483647 ")),
-    # PHI leak: pydicom's logger printed raw bytes holding PatientName/PatientID while parsing a file
-    # whose TransferSyntaxUID length lies (logged even though surgtwin silences pydicom's warnings)
+    # PHI leak: pydicom's "Invalid value for VR UI: '<raw bytes>'" warning (stderr) and log record hold
+    # PatientName/PatientID when TransferSyntaxUID's length lies; raised by the CLI's PHI guard reading
+    # the file (core/phi.py values_from_file) with warnings and logging left on
     "transfer_syntax_length_lie_logs_phi": dicom("head_evr", {"m": "length", "p": {"tag": TRANSFER_SYNTAX, "length": 4116}},
                                                  cli=True),
     # OverflowError 'cannot convert float infinity to integer' in types.py LabelTable.from_json (a colour of

@@ -239,6 +239,8 @@ def summarize(results: list[dict], wall_s: float, seed: int) -> dict:
         "inputs_with_phi_leak": len(leaks), "wall_s": round(wall_s, 1),
         "inputs_per_s": round(n / wall_s, 2) if wall_s > 0 else None,
         "slowest_s": max((r.get("elapsed_s") or 0 for r in results), default=0),
+        "slowest": [[r["id"], r["elapsed_s"], r["cls"]]
+                    for r in sorted(results, key=lambda r: -(r.get("elapsed_s") or 0))[:5] if r.get("elapsed_s")],
         "findings": findings,
     }
 
@@ -258,7 +260,8 @@ def format_summary(s: dict) -> str:
     lines = [
         f"fuzz campaign seed={s['seed']}: {s['inputs']} inputs "
         + ", ".join(f"{k} {v}" for k, v in s["by_kind_inputs"].items()),
-        f"  wall {s['wall_s']} s, {s['inputs_per_s']} inputs/s, slowest input {s['slowest_s']} s",
+        f"  wall {s['wall_s']} s, {s['inputs_per_s']} inputs/s, slowest input {s['slowest_s']} s "
+        f"({', '.join(f'{i} {t:.2f} s' for i, t, _ in s.get('slowest', [])[:3])})",
         "  classes: " + ", ".join(f"{k} {v}" for k, v in s["classes"].items()),
         f"  inputs with a PHI leak (any class): {s['inputs_with_phi_leak']}",
     ]

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per input before it counts as a hang")
     ap.add_argument("--mem-gb", type=float, default=3.0, help="address-space cap of each worker (RLIMIT_AS)")
-    ap.add_argument("--json", type=Path, help="write the summary and every non-success result here")
+    ap.add_argument("--json", type=Path, help="write the summary and every non-success (or > 1 s) result here")
     ap.add_argument("--workdir", type=Path, help="keep the corpus and worker scratch here (default: a temp dir)")
     ap.add_argument("--replay", metavar="ID", help="rebuild input ID (e.g. d000123) for --seed and run it")
     ap.add_argument("--desc", type=Path, help="with --replay: a descriptor JSON file (e.g. from a report)")
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                                     mem_gb=args.mem_gb, workdir=args.workdir, quiet=args.quiet)
     print(campaign.format_summary(summary))
     if args.json:
-        keep = [r for r in results if r["cls"] != "success"]
+        keep = [r for r in results if r["cls"] != "success" or (r.get("elapsed_s") or 0) > 1.0]
         args.json.write_text(json.dumps({"summary": summary, "results": keep}, indent=1, default=str))
     return 1 if any(summary["classes"][c] for c in BAD) else 0
 

@@ -154,12 +154,31 @@ def values_from_file(path) -> set[str]:
             fh.seek(128)
             if fh.read(4) != b"DICM":
                 return set()
-        import pydicom
-
-        ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=list(PHI_KEYWORDS))
+        ds = _quiet_dcmread(p)
     except Exception:  # noqa: BLE001 - a file pydicom cannot read adds nothing to scrub
         return set()
     return values_from_dataset(ds)
+
+
+def _quiet_dcmread(path: Path):
+    """pydicom's read of the PHI elements with its warnings and log records silenced: they quote
+    raw element bytes (e.g. "Invalid value for VR UI: '...DOE^JANE...'") on stderr."""
+    import logging
+    import warnings
+
+    import pydicom
+
+    log = logging.getLogger("pydicom")
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.CRITICAL + 1)
+    log.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(PHI_KEYWORDS))
+    finally:
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 class PhiGuard:

@@ -177,8 +177,12 @@ class LabelTable:
                         code=it.get("code"),
                     )
                 )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SurgtwinError(f"malformed label table entry ({exc})", path=source) from None
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise SurgtwinError(f"malformed label table entry ({type(exc).__name__}: {str(exc)[:80]})",
+                                path=source, hint="each entry needs an integer value, a name and an RGB colour") from None
+        for lab in table:
+            if not all(0 <= c <= 255 for c in lab.color) or len(lab.color) != 3:
+                raise SurgtwinError(f"label {lab.value}: colour must be three integers 0-255", path=source)
         return table
 
     def save(self, path: str | Path) -> None:
@@ -187,9 +191,13 @@ class LabelTable:
     @classmethod
     def load(cls, path: str | Path) -> LabelTable:
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise SurgtwinError(f"cannot read label table ({exc})", path=path) from None
+            p = Path(path)
+            if p.stat().st_size > 16 * 1024 * 1024:
+                raise SurgtwinError("the label table is implausibly large (over 16 MB)", path=path)
+            data = json.loads(p.read_text())
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {str(exc)[:80]}"
+            raise SurgtwinError(f"cannot read the label table ({reason})", path=path) from None
         items = data.get("labels", data) if isinstance(data, dict) else data
         return cls.from_json(items, source=path)
 

@@ -14,6 +14,12 @@ Public API
 * voxels (``voxelise``): ``voxelise(placed, reference) -> bool mask``, ``implant_labels(labels,
   placements) -> LabelMap`` (implants as ``implant_<id>`` structures for ``tet_mesh``),
   ``sample_implant(implant) -> ImplantSamples``
+* start poses (``anatomy``, ``femur``, ``spine``): ``propose_pose(labels, implant, target) -> Proposal``
+  with ``target`` ``{"femur": "left"}`` or ``{"vertebra": "L4", "side": "left"}``;
+  ``femur.canal_axis``, ``femur.femoral_head``, ``spine.vertebra_levels``, ``spine.pedicle_trajectory``
+* checks (``checks``): ``CheckSpec``, ``default_spec(labels, target)``, ``CheckContext(labels, spec,
+  ct=, region=)`` (``.check(placed, samples) -> PlacementChecks``, ms per pose),
+  ``check_placement(labels, placed)`` (one-off)
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ __all__ = [
     "families", "family", "Family", "Implant", "Material", "custom_implant", "materials", "material",
     "Pose", "PlacedImplant", "placements_from_json", "placements_to_json",
     "voxelise", "implant_labels", "sample_implant", "ImplantSamples",
+    "propose_pose", "Proposal", "CheckSpec", "CheckContext", "PlacementChecks", "default_spec", "check_placement",
 ]
 
 _LAZY = {
@@ -31,6 +38,9 @@ _LAZY = {
                     "surgtwin.core.plan.pose"),
     **dict.fromkeys(("voxelise", "implant_labels", "sample_implant", "ImplantSamples"),
                     "surgtwin.core.plan.voxelise"),
+    **dict.fromkeys(("propose_pose", "Proposal"), "surgtwin.core.plan.anatomy"),
+    **dict.fromkeys(("CheckSpec", "CheckContext", "PlacementChecks", "default_spec", "check_placement"),
+                    "surgtwin.core.plan.checks"),
 }
 
 

@@ -52,7 +52,8 @@ def _spec(labels, placed, margins: dict | None = None):
 
 class ImplantPlanner:
     """Live placement checks over one case: caches the check fields (per labels and spec) and the
-    implant samples (per implant). Use from the thread that owns the case, or give it snapshots."""
+    implant samples (per implant). Use from the thread that owns the case, or give it snapshots
+    (``labels=``, ``ct=``). The cortical rule reads HU only when the image's modality is CT."""
 
     def __init__(self, case: Case | None = None, *, labels=None, ct=None, labels_hash: str | None = None):
         self._case = case
@@ -66,8 +67,12 @@ class ImplantPlanner:
         if self._case is not None:
             if self._case.labels is None:
                 raise SurgtwinError("the case has no label map", hint="segment it first")
-            return self._case.labels, self._case.volume, self._case.current_hash("labels")
-        return self._labels, self._ct, self._hash or labels_content_hash(self._labels)
+            labels, ct, h = self._case.labels, self._case.volume, self._case.current_hash("labels")
+        else:
+            labels, ct, h = self._labels, self._ct, self._hash or labels_content_hash(self._labels)
+        if ct is not None and (ct.modality or "").upper() != "CT":
+            ct = None  # HU only from a CT: other images use the shell rule for cortical bone
+        return labels, ct, h
 
     def samples(self, implant):
         """The implant's point samples (made once per implant geometry)."""

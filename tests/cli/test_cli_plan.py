@@ -8,7 +8,7 @@ import pytest
 
 from surgtwin.cli.main import main
 from tests.cli.test_cli_case import one_line_error
-from tests.core.plan.synthetic import CANAL_R, CANAL_X, spine_block
+from tests.core.plan.synthetic import CANAL_R, CANAL_X, COARSE, spine_block
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def case_path(tmp_path_factory):
     from surgtwin.core.case import Case
     from surgtwin.services import pipeline
 
-    labels, ct, centre = spine_block()
+    labels, ct, centre = spine_block(**COARSE)
     case = Case(ct, name="block")
     case.set_labels(labels)
     path = pipeline.save_case(case, tmp_path_factory.mktemp("plan") / "block.stwin")
@@ -74,6 +74,8 @@ def test_implant_checks_remove(case_path, tmp_path, capsys):
     (["--family", "pedicle-screw", "--size", "6.5x40", "--femur", "left"], "for hip stems"),
     (["--family", "pedicle-screw", "--size", "6.5x40", "--pose", "{}", "--json", "out.txt"], "unsupported output"),
     (["--family", "pedicle-screw", "--size", "6.5x40", "--margin", "canal"], "is not STRUCTURE=MM"),
+    (["--family", "pedicle-screw", "--size", "6.5x40", "--pose", '{"translation_mm": [0, 0, 0]}', "--margin",
+      "spinal_cana=3"], "no structure 'spinal_cana' to keep a margin from"),
 ])
 def test_refusals_are_one_line(case_path, capsys, args, reason):
     path, _ = case_path

@@ -114,7 +114,12 @@ def default_spec(labels, target: dict | None = None, **overrides) -> CheckSpec:
         raise SurgtwinError(f"the label map has no bone structure {', '.join(map(repr, missing)) or ''}".rstrip(),
                             hint="segment the bones first")
     critical = default_margins(n for n in names if n not in bone and n not in marrow)
-    critical.update(overrides.pop("critical_mm", {}) or {})
+    extra = overrides.pop("critical_mm", {}) or {}
+    unknown = [n for n in extra if n not in names]
+    if unknown:
+        raise SurgtwinError(f"no structure {', '.join(map(repr, unknown))} to keep a margin from",
+                            hint=f"known: {', '.join(names)}")
+    critical.update({str(k): float(v) for k, v in extra.items()})
     return CheckSpec(bone, marrow, critical, **overrides)
 
 
@@ -141,7 +146,7 @@ def _r(v, n=2):
 class BreachCheck:
     passed: bool
     volume_ml: float
-    max_depth_mm: float
+    max_depth_mm: float | None  # None: part of the breach lies outside the checked region
     deepest_lps: list | None
     centroid_lps: list | None
     engaging_volume_ml: float
@@ -204,7 +209,8 @@ class PlacementChecks:
         b = self.breach
         if b is not None:
             grade = f" (grade {b.grade})" if b.grade else ""
-            out.append(("breach depth", f"{b.max_depth_mm:.1f} mm{grade}", f"<= {b.limit_depth_mm:g} mm", ok(b.passed)))
+            depth = "not measured" if b.max_depth_mm is None else f"{b.max_depth_mm:.1f} mm{grade}"
+            out.append(("breach depth", depth, f"<= {b.limit_depth_mm:g} mm", ok(b.passed)))
             out.append(("breach volume", f"{b.volume_ml:.3f} ml ({100 * b.fraction:.1f} %)",
                         "-" if b.limit_ml is None else f"<= {b.limit_ml:g} ml", ok(b.passed)))
             if b.outside_image_ml > 0:
@@ -358,13 +364,13 @@ class CheckContext:
                 pts = samples.volume_points[out]
                 deepest = _r(placed.pose.apply(pts[int(np.argmax(d_out))]))
                 centroid = _r(placed.pose.apply(pts.mean(axis=0)))
-            if not np.isfinite(maxd):
+            if not np.isfinite(maxd):  # part of it lies outside the region: depth unknown, not passed
                 warnings.append("the breach depth could not be measured outside the checked region")
             passed = maxd <= spec.max_breach_depth_mm and (spec.max_breach_ml is None or vol_ml <= spec.max_breach_ml)
             if n_img.any():
                 warnings.append(f"{n_img.sum() * pv_ml:.3f} ml of the implant lies outside the image (not checked)")
-            grade = gertzbein_robbins(maxd) if placed.implant.generator == "screw" else None
-            breach = BreachCheck(bool(passed), vol_ml, maxd if np.isfinite(maxd) else float("nan"), deepest, centroid,
+            grade = gertzbein_robbins(maxd) if placed.implant.generator == "screw" and np.isfinite(maxd) else None
+            breach = BreachCheck(bool(passed), vol_ml, maxd if np.isfinite(maxd) else None, deepest, centroid,
                                  float(eng.sum() * pv_ml), vol_ml / max(float(eng.sum() * pv_ml), 1e-12),
                                  float(n_img.sum() * pv_ml), spec.max_breach_depth_mm, spec.max_breach_ml, grade)
         distances = []
@@ -408,6 +414,8 @@ class CheckContext:
         mask = np.zeros(self.shape, bool)
         mask[sl] = sub
         idx = np.argwhere(mask)
+        if len(idx) == 0:
+            raise SurgtwinError(f"implant {placed.id} lies outside the checked region")
         world = idx @ aff[:3, :3].T + aff[:3, 3]
         eng = engaging_mask(placed.pose.inverse().apply(world), placed.implant.bone_engaging)
         sh = self.shape

@@ -15,12 +15,12 @@ from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.plan.pose import Pose
 from surgtwin.services import implants as svc
 from surgtwin.services import pipeline
-from tests.core.plan.synthetic import CANAL_R, CANAL_X, spine_block
+from tests.core.plan.synthetic import CANAL_R, CANAL_X, COARSE, spine_block
 
 
 @pytest.fixture(scope="module")
 def anatomy():
-    return spine_block()
+    return spine_block(**COARSE)
 
 
 @pytest.fixture

@@ -153,10 +153,10 @@ def _materialize_dicom(desc: dict, corpus: Corpus, dest: Path) -> tuple[Path, li
     if "series_op" in desc:
         items = mutate_dicom.apply_series(files, desc["series_op"])
         post = desc.get("post")
-        if post and post["index"] < len(items):
-            j = post["index"]
-            data = items[j] if isinstance(items[j], bytes) else files[items[j]]
-            items[j] = mutate_dicom.apply_single(data, post["mutations"])
+        for j in (post.get("indices") or [post["index"]]) if post else []:  # "indices": several files
+            if j < len(items):
+                data = items[j] if isinstance(items[j], bytes) else files[items[j]]
+                items[j] = mutate_dicom.apply_single(data, post["mutations"])
     else:
         t = desc["target"]
         new = mutate_dicom.apply_single(files[t], desc["mutations"])

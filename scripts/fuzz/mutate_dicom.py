@@ -510,6 +510,8 @@ def _apply_series(files: list[bytes], p) -> list[int | bytes]:
     def put(i, ds):
         out[i] = _write(ds)
 
+    if op == "none":  # the series as it is (a "post" mutation then damages chosen files)
+        return out
     if op == "remove":
         return out[:k] + out[k + 1 :]
     if op == "duplicate":

@@ -79,6 +79,11 @@ REPRODUCERS = {
     # RecursionError from json.loads in types.py LabelTable.load
     "label_table_deeply_nested": nifti("labels_u8", table=[{"m": "raw", "p": {
         "file": "labels.json", "edit": "deep_nesting", "frac": 0.5, "depth": 5000}}]),
+    # hang (5.0 s in the long campaign; 3-4 s idle, 0.15 s undamaged) in `surgtwin info --json`: PatientComments'
+    # VR damaged in two files, so pydicom reads the rest of each file as its value and the CLI's PHI guard
+    # (core/phi.py scrub) compiles a regex alternation of ~1 MB of "identity values" for its outputs
+    "cli_phi_guard_huge_values": {**series("head_evr", op="none"), "cli": True, "post": {
+        "indices": [0, 1], "mutations": [{"m": "vr", "p": {"tag": 0x00104000, "vr": b"ds".hex()}}]}},
     # RecursionError from json.loads in bundle.py _read_json
     "bundle_deeply_nested_json": bundle("tiny", {"m": "raw", "p": {"file": "configs/inference.json",
                                                                    "edit": "deep_nesting", "frac": 0.5, "depth": 5000}}),
@@ -87,6 +92,10 @@ REPRODUCERS = {
     # hang: network_def.num_res_units = 1000 builds a huge UNet (no bound on network_def values)
     "bundle_num_res_units_1000": bundle("tiny", {"m": "network", "p": {"key": "num_res_units", "value": "1000"}}),
 }
+
+
+#: reproducers of slowness: the most seconds each may take (the same input undamaged takes ~0.15 s)
+TIME_BUDGET_S = {"cli_phi_guard_huge_values": 2.0}
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +114,5 @@ def test_fuzz_reproducer_is_handled(results, name):
     detail = {k: r.get(k) for k in ("cls", "exc_type", "message", "surgtwin_where", "where", "leaks") if r.get(k)}
     assert r["cls"] in ("success", "refusal"), detail
     assert not r.get("leaks"), detail
+    if name in TIME_BUDGET_S:
+        assert r["elapsed_s"] < TIME_BUDGET_S[name], detail | {"elapsed_s": r["elapsed_s"]}

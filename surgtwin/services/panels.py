@@ -65,4 +65,6 @@ def default_registry() -> PanelRegistry:
         PanelSpec("structures", "Structures", "surgtwin.ui.structure_panel:StructurePanel", "right", 10, "Ctrl+1"),
         PanelSpec("tools", "Edit && measure", "surgtwin.ui.tools_panel:ToolsPanel", "right", 20, "Ctrl+2"),
         PanelSpec("case", "Case", "surgtwin.ui.case_panel:CasePanel", "right", 30, "Ctrl+3", tab_with="tools"),
+        PanelSpec("implants", "Implants", "surgtwin.ui.implant_panel:ImplantPanel", "right", 40, "Ctrl+4",
+                  tab_with="tools"),
     ])

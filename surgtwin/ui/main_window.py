@@ -379,11 +379,11 @@ class MainWindow(QMainWindow):
             return
         used = self.seg_choice.describe()
         self.cases.autosave()  # a long step: keep what the user has before it
-        job = self._prepare("segment", **self.seg_choice.segment_kwargs())
+        job = self.prepare_step("segment", **self.seg_choice.segment_kwargs())
         if job is not None:
             self.jobs.run("Segmenting", job.compute, on_done=lambda out: self._segmented(out, used))
 
-    def _prepare(self, step: str, **options):
+    def prepare_step(self, step: str, **options):
         """``pipeline.prepare_step`` with its refusal (missing or stale inputs) shown to the user."""
         try:
             return pipeline.prepare_step(self.session.case, step, **options)
@@ -445,7 +445,7 @@ class MainWindow(QMainWindow):
             return
         self._dirty_values = set()
         self.cases.autosave()  # a long step: keep what the user has before it
-        job = self._prepare("mesh", allow_stale=allow_stale)
+        job = self.prepare_step("mesh", allow_stale=allow_stale)
         if job is not None:
             self.jobs.run("Building meshes", _mesh_and_display, job, len(self.session.labels.labels),
                           on_done=self._meshed)
@@ -489,7 +489,7 @@ class MainWindow(QMainWindow):
             return  # the meshes were out of date before these edits: a partial refresh cannot mend them
         names = [self.session.display[v].name for v in values]
         self._meshes_base_ok = False  # until the refresh lands
-        job = self._prepare("mesh", structures=names, merge=True)
+        job = self.prepare_step("mesh", structures=names, merge=True)
         if job is not None:
             self.jobs.run("Updating meshes", _mesh_and_display, job, len(self.session.labels.labels),
                           on_done=lambda res: self._meshed(res, merge=True))

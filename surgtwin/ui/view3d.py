@@ -80,6 +80,11 @@ class View3D(QWidget):
         lay.addWidget(self._placeholder, 1)
         session.meshes_changed.connect(self._sync_meshes)
         session.overlays_changed.connect(self._on_overlay)
+        self._handle = self._handle_key = self._handle_cb = self._handle_pending = None
+        self._handle_timer = QTimer(self)
+        self._handle_timer.setSingleShot(True)
+        self._handle_timer.setInterval(300)
+        self._handle_timer.timeout.connect(self._reattach_handle)
         session.display_changed.connect(self._on_display)
         session.crosshair_changed.connect(self._on_crosshair)
         session.volume_changed.connect(self._on_volume)
@@ -150,35 +155,47 @@ class View3D(QWidget):
         if self.painter is None:
             return
         obj = self.session.overlays.get(key)
-        handle = getattr(self, "_handle_key", None) == key
-        if handle:  # the widget caches the pose: rebuilt on the new one
-            on_moved = self._handle_cb
+        if self._handle_key == key:  # the widget caches the pose: rebuilt on the new
+            on_moved = self._handle_cb  # one once the nudges pause (building it costs ~0.1 s)
             self.detach_handle()
+            if obj is not None:
+                self._handle_pending = (key, on_moved)
+                self._handle_timer.start()
         if obj is None:
             self.painter.remove(key)
         else:
             self.painter.put(obj)
-            if handle:
-                self.attach_handle(key, on_moved)
         self.render()
+
+    def _reattach_handle(self) -> None:
+        pending, self._handle_pending = self._handle_pending, None
+        if pending is not None and pending[0] in self.session.overlays:
+            self.attach_handle(*pending)
 
     # -- handle widget --------------------------------------------------------------------------
     def attach_handle(self, key, on_moved) -> bool:
         """Translate/rotate arrows and rings on overlay ``key`` (pyvista's affine widget); after each
         drag ``on_moved(matrix)`` gets the object's new 4x4 local -> LPS matrix. False without 3D."""
+        if self._handle is not None and self._handle_key == key:
+            self._handle_cb = on_moved
+            return True
+        if self._handle_pending is not None and self._handle_pending[0] == key and self._handle_timer.isActive():
+            self._handle_pending = (key, on_moved)  # rebuilt once the nudges pause
+            return True
+        self._handle_pending = None
         self.detach_handle()
         actor = self.painter.actors.get(key) if self.painter is not None else None
         if actor is None:
             return False
         bounds = np.array(actor.GetBounds()).reshape(3, 2)
         self._handle = self.plotter.add_affine_transform_widget(
-            actor, origin=bounds.mean(axis=1), scale=0.6, release_callback=lambda m: on_moved(np.array(m)))
+            actor, origin=tuple(float(v) for v in bounds.mean(axis=1)), scale=0.6, release_callback=lambda m: on_moved(np.array(m)))
         self._handle_key, self._handle_cb = key, on_moved
         self.render()
         return True
 
     def detach_handle(self) -> None:
-        if getattr(self, "_handle", None) is not None:
+        if self._handle is not None:
             self._handle.remove()
         self._handle, self._handle_key = None, None
 

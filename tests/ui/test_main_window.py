@@ -507,3 +507,40 @@ def test_a_partial_refresh_does_not_mark_meshes_current_that_were_stale_before(l
     qtbot.wait(300)
     wait_jobs(qtbot, win)
     assert reopened.is_stale("meshes")
+
+
+def test_implant_panel_places_moves_and_checks_an_implant(loaded, qtbot):
+    from PySide6.QtWidgets import QApplication
+
+    from surgtwin.services.implants import placement
+
+    win = loaded
+    panel = win.panels["implants"]
+    panel.family.setCurrentText("pedicle-screw")
+    panel.size.setCurrentIndex(0)
+    panel.target.clear()
+    panel.target.addItem("crosshair")  # the phantom has no named vertebra levels: place at the crosshair
+    panel.place()
+    wait_jobs(qtbot, win)
+    assert panel.list.count() == 1 and panel.selected_id() == "1"
+    key = ("implant", "1")
+    assert key in win.session.overlays and win.session.overlays[key].contour
+    assert panel.checks.rowCount() > 0
+    before = placement(win.session.case, "1").pose.translation_mm.copy()
+    qtbot.mouseClick(panel.move_buttons[1], Qt.MouseButton.LeftButton)  # "L →": +1 mm along L
+    after = placement(win.session.case, "1").pose.translation_mm
+    assert np.allclose(after - before, [1.0, 0, 0])
+    panel.step_mm.setValue(2.5)
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=3000)
+    qtbot.keyClick(win.views.slices["axial"], Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier)  # 2.5 mm superior
+    assert np.allclose(placement(win.session.case, "1").pose.translation_mm - after, [0, 0, 2.5])
+    # the 3D handle reports a dragged pose through the same path
+    qtbot.waitUntil(lambda: win.views.view3d._handle_key == key, timeout=3000)
+    m = placement(win.session.case, "1").pose.matrix.copy()
+    m[:3, 3] += [0, -4.0, 0]
+    win.views.view3d._handle_cb(m)
+    assert np.allclose(placement(win.session.case, "1").pose.translation_mm, m[:3, 3])
+    assert win.session.case.item("implants").provenance.parameters["pose_method"] == "manual"
+    panel.remove_selected()
+    assert panel.list.count() == 0 and key not in win.session.overlays

@@ -202,6 +202,16 @@ class PlacementChecks:
         d["outside_region_ml"] = _r(self.outside_region_ml, 4)
         return d
 
+    @classmethod
+    def from_json(cls, d: dict) -> PlacementChecks:
+        """The checks as ``to_json`` stored them in the case."""
+        return cls(placement_id=str(d["placement_id"]), passed=bool(d["passed"]),
+                   breach=BreachCheck(**d["breach"]) if d.get("breach") else None,
+                   distances=[DistanceCheck(**dc) for dc in d.get("distances", [])],
+                   contact=ContactCheck(**d["contact"]) if d.get("contact") else None,
+                   warnings=list(d.get("warnings", [])), elapsed_ms=float(d.get("elapsed_ms", 0.0)),
+                   outside_region_ml=float(d.get("outside_region_ml", 0.0)))
+
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(check, value, limit, PASS/FAIL) rows for a table."""
         ok = lambda b: "PASS" if b else "FAIL"  # noqa: E731

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import re
 from contextvars import ContextVar
+from functools import lru_cache
 from pathlib import Path
 
 #: Attributes of DICOM PS3.15 Annex E (Basic Application Level Confidentiality Profile) that
@@ -103,17 +104,35 @@ def variants(value) -> set[str]:
     return {v for v in out if len(v) >= MIN_LENGTH}
 
 
-def scrub(text: str, values) -> str:
-    """``text`` with every spelling of every value in ``values`` replaced by ``[redacted]``
-    (case-insensitive; only where the value is not part of a longer word or number)."""
+#: longer "values" are not names, IDs, dates or addresses but a damaged element that swallowed the
+#: rest of a file: they would only slow every scrub down (a ~1 MB regex) and never occur in a message
+MAX_VALUE_LENGTH = 256
+
+
+def plausible(value: str) -> bool:
+    """Whether ``value`` can be a PHI value worth scrubbing (short, printable text)."""
+    return MIN_LENGTH <= len(value) <= MAX_VALUE_LENGTH and value.isprintable()
+
+
+@lru_cache(maxsize=32)
+def _pattern(values: frozenset):
     spellings: set[str] = set()
     for v in values:
         spellings |= variants(v)
-    if not spellings or not text:
-        return text
+    if not spellings:
+        return None
     alternatives = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
-    return pattern.sub(REDACTED, text)
+    return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def scrub(text: str, values) -> str:
+    """``text`` with every spelling of every value in ``values`` replaced by ``[redacted]``
+    (case-insensitive; only where the value is not part of a longer word or number). The pattern
+    is compiled once per set of values."""
+    if not text:
+        return text
+    pattern = _pattern(frozenset(str(v) for v in values if plausible(str(v))))
+    return text if pattern is None else pattern.sub(REDACTED, text)
 
 
 def redact_raw_bytes(text: str) -> str:
@@ -195,7 +214,7 @@ class PhiGuard:
 
     def add(self, *values) -> None:
         for v in values:
-            if v is not None and len(str(v).strip()) >= MIN_LENGTH:
+            if v is not None and plausible(str(v).strip()):
                 self._values.add(str(v))
 
     def add_dataset(self, ds) -> None:

@@ -140,3 +140,17 @@ def test_user_errors():
         tet_mesh(lm, 9)
     with pytest.raises(SurgtwinError, match="twice"):
         tet_mesh(lm, ["femur", 1])
+
+
+def test_boundary_names_each_surface_triangle_s_element():
+    from surgtwin.core.mesh.tetra import tet_mesh
+    from surgtwin.services.demo import phantom
+
+    _, lab = phantom(shape=(30, 48, 48), spacing_mm=(4.0, 3.0, 3.0))
+    tm = tet_mesh(lab, ["liver", "spleen"], size_mm=4.0)
+    faces, elements = tm.boundary()
+    assert len(faces) == len(tm.boundary_faces()) == len(elements)
+    assert all(set(f) <= set(tm.elements[e]) for f, e in zip(faces, elements, strict=True))
+    liver = np.flatnonzero(tm.regions == lab.labels.by_name("liver").value)
+    f2, e2 = tm.boundary(liver)  # the liver's own closed surface, interface included
+    assert set(tm.regions[e2].tolist()) == {lab.labels.by_name("liver").value} and len(f2) > 100

@@ -95,8 +95,16 @@ class TetMesh:
 
     def boundary_faces(self) -> np.ndarray:
         """(F, 3) outward-wound boundary triangles of the whole mesh."""
-        faces, _, counts, first = _faces(self.elements)
-        return faces[first[counts == 1]]
+        return self.boundary()[0]
+
+    def boundary(self, elements: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """((F, 3) outward-wound boundary triangles, (F,) the element each belongs to) of the whole
+        mesh, or of the sub-mesh of the element indices ``elements`` (e.g. the bone without the
+        implant): the surface to colour with per-element results."""
+        idx = np.arange(len(self.elements)) if elements is None else np.asarray(elements, np.int64)
+        faces, _, counts, first = _faces(self.elements[idx])
+        keep = first[counts == 1]
+        return faces[keep], idx[keep // 4]
 
     def __repr__(self) -> str:
         return f"TetMesh(nodes={len(self.nodes)}, elements={len(self.elements)}, regions={self.region_names})"

@@ -338,7 +338,7 @@ STEPS = {
                 _prepare_tet),
 }
 #: services modules that add their steps to ``STEPS`` with ``register_step`` when imported
-STEP_MODULES: tuple[str, ...] = ("surgtwin.services.implants",)
+STEP_MODULES: tuple[str, ...] = ("surgtwin.services.implants", "surgtwin.services.simulate")
 
 
 def register_step(step: Step) -> Step:

@@ -122,7 +122,7 @@ class ScenePainter:
             mesh.cell_data[obj.scalar_title or "value"] = np.asarray(obj.scalars, float)
             actor = self.plotter.add_mesh(mesh, scalars=obj.scalar_title or "value", cmap=obj.cmap, clim=obj.clim,
                                           show_scalar_bar=True, scalar_bar_args={
-                                              "title": obj.scalar_title, "vertical": True, "position_x": 0.86,
+                                              "title": obj.scalar_title, "vertical": True, "position_x": 0.8,
                                               "position_y": 0.1, "height": 0.7, "width": 0.08, "n_labels": 5,
                                               "fmt": "%.3g", "color": "white"}, **style)
         else:

@@ -67,4 +67,5 @@ def default_registry() -> PanelRegistry:
         PanelSpec("case", "Case", "surgtwin.ui.case_panel:CasePanel", "right", 30, "Ctrl+3", tab_with="tools"),
         PanelSpec("implants", "Implants", "surgtwin.ui.implant_panel:ImplantPanel", "right", 40, "Ctrl+4",
                   tab_with="tools"),
+        PanelSpec("fem", "Simulation", "surgtwin.ui.fem_panel:FemPanel", "right", 50, "Ctrl+5", tab_with="tools"),
     ])

@@ -232,19 +232,24 @@ register_step(Step("fem", "finite elements: bone with the placed implant, intact
                    "implant safety factor)", ("labels", "volume", "implants"), _prepare))
 
 
-def what_if(case: Case, implant=None, *, size_b: str | None = None, pose_b=None, store: bool = True,
-            progress=None, cancel=None, **options) -> dict:
-    """Solve the placement ``implant`` as placed (A) and with another size ``size_b`` or pose
-    ``pose_b`` (B); returns ``{"a": summary, "b": summary, "comparison": {...}, "sentence": str}``."""
-    from surgtwin.core.plan.pose import Pose
-    from surgtwin.core.sim.study import compare
+def prepare_what_if(case: Case, implant=None, *, size_b: str | None = None, pose_b=None, **options) -> StepJob:
+    """A what-if as a job (prepared on the case's thread, computed anywhere): the placement
+    ``implant`` as placed (A) and with another size ``size_b`` or pose ``pose_b`` (B). Its output
+    holds both results' items and, as its summary, ``{"a", "b", "labels", "comparison", "sentence",
+    "keys"}``."""
     from surgtwin.services.pipeline import prepare_step
 
     if (size_b is None) == (pose_b is None):
         raise SurgtwinError("a what-if needs another size or another pose (one of them)")
     job = prepare_step(case, "fem", **{**options, "implant": implant})
-    labels, volume, value, hashes, opts = job.args
-    placed = find_placement(_placements(value), implant)
+    return StepJob("fem-what-if", _what_if, (*job.args, size_b, pose_b))
+
+
+def _what_if(labels, volume, value, hashes, opts, size_b, pose_b, *, progress=None, cancel=None) -> StepOutput:
+    from surgtwin.core.plan.pose import Pose
+    from surgtwin.core.sim.study import compare
+
+    placed = find_placement(_placements(value), opts.get("implant"))
     if size_b is not None:
         from surgtwin.core.plan.implants import family
 
@@ -260,8 +265,20 @@ def what_if(case: Case, implant=None, *, size_b: str | None = None, pose_b=None,
     run_b.tet_key += f":size-{other.implant.size}" if size_b is not None else ":pose-b"
     cmp = compare(run_a.result, run_b.result, label_a, label_b,
                   proximal_zones=(1, 7) if run_a.setup.zone_scheme == "gruen" else (1,))
+    key_a = f"{SLOT}:{placed.id}"
+    summary = {"a": run_summary(run_a), "b": run_summary(run_b), "labels": [label_a, label_b], "comparison": cmp,
+               "sentence": cmp["sentence"], "keys": [key_a, key_b]}
+    return StepOutput("fem", items={**run_items(run_a, hashes, key_a), **run_items(run_b, hashes, key_b)},
+                      summary=summary)
+
+
+def what_if(case: Case, implant=None, *, size_b: str | None = None, pose_b=None, store: bool = True,
+            progress=None, cancel=None, **options) -> dict:
+    """Solve the placement ``implant`` as placed (A) and with another size ``size_b`` or pose
+    ``pose_b`` (B); returns ``{"a": summary, "b": summary, "comparison": {...}, "sentence": str}``
+    (and stores both results in the case when ``store``)."""
+    out = prepare_what_if(case, implant, size_b=size_b, pose_b=pose_b, **options).compute(progress=progress,
+                                                                                          cancel=cancel)
     if store:
-        StepOutput("fem", items={**run_items(run_a, hashes, f"{SLOT}:{placed.id}"),
-                                 **run_items(run_b, hashes, key_b)}).apply_to(case)
-    return {"a": run_summary(run_a), "b": run_summary(run_b), "labels": [label_a, label_b], "comparison": cmp,
-            "sentence": cmp["sentence"], "keys": [f"{SLOT}:{placed.id}", key_b]}
+        out.apply_to(case)
+    return out.summary

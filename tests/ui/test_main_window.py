@@ -544,3 +544,37 @@ def test_implant_panel_places_moves_and_checks_an_implant(loaded, qtbot):
     assert win.session.case.item("implants").provenance.parameters["pose_method"] == "manual"
     panel.remove_selected()
     assert panel.list.count() == 0 and key not in win.session.overlays
+
+
+@pytest.mark.slow  # two FE solves (~10 s)
+def test_simulation_panel_runs_fe_shows_the_table_colour_map_and_a_what_if(window, qtbot, tmp_path):
+    from surgtwin.core.case import Case
+    from surgtwin.services import pipeline
+    from tests.core.sim.synthetic import femur
+
+    labels, ct = femur(spacing=2.5)
+    case = Case(ct, name="synthetic femur")
+    case.set_labels(labels)
+    pipeline.run_step(case, "implant", family="hip-stem", size="2", femur="left")
+    window.session.set_case(case)
+    panel = window.panels["fem"]
+    assert panel.implant.count() == 1 and panel.load.currentText() == "walking"
+    panel.mesh_size.setValue(4.0)
+    panel.run()
+    wait_jobs(qtbot, window, timeout=120000)
+    assert window.jobs.last_state == "done", window.jobs.last_error
+    assert "fem:1" in case.keys() and panel.table.rowCount() >= 5
+    assert "safety factor" in panel.summary.text()
+    key = ("fem", "fem:1")
+    obj = window.session.overlays[key]
+    assert obj.scalars is not None and len(obj.scalars) == len(obj.faces) and obj.clim == (-100.0, 100.0)
+    panel.field.setCurrentText("von Mises implanted MPa")
+    assert window.session.overlays[key].clim[0] == 0.0
+    panel.size_b.setCurrentText("3")
+    panel.compare()
+    wait_jobs(qtbot, window, timeout=180000)
+    assert window.jobs.last_state == "done", window.jobs.last_error
+    assert panel.table.columnCount() == 3 and "size 3" in panel.table.horizontalHeaderItem(2).text()
+    assert "shields" in panel.summary.text() or "strain energy" in panel.summary.text()
+    b = window.session.overlays[("fem", "fem:1:size-3")]
+    assert b.vertices[:, 0].min() > obj.vertices[:, 0].max()  # drawn beside A, not on top of it

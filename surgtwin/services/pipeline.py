@@ -338,7 +338,8 @@ STEPS = {
                 _prepare_tet),
 }
 #: services modules that add their steps to ``STEPS`` with ``register_step`` when imported
-STEP_MODULES: tuple[str, ...] = ("surgtwin.services.implants", "surgtwin.services.simulate")
+STEP_MODULES: tuple[str, ...] = ("surgtwin.services.implants", "surgtwin.services.simulate",
+                                  "surgtwin.services.flow", "surgtwin.services.tavr")
 
 
 def register_step(step: Step) -> Step:

@@ -58,6 +58,7 @@ for _name, _kind, _text in (
     ("trajectories", "records", "planned instrument trajectories (entry/target in LPS mm) and metrics"),
     ("rehearsals", "records", "recorded rehearsals of a trajectory and their scores"),
     ("fem", "arrays", "finite-element inputs and results (per-node/element fields)"),
+    ("centerlines", "arrays", "vessel centerlines (LPS mm) with radius, as a graph of segments"),
     ("flow", "arrays", "reduced-order blood-flow results (per-segment pressure and flow)"),
     ("tavr", "records", "TAVR annulus measurements and device sizing"),
 ):

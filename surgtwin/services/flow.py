@@ -1,0 +1,1 @@
+"""Vessel centerlines and reduced-order blood flow over a case: the "centerline" and "flow" steps (issue 14)."""

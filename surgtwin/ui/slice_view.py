@@ -62,6 +62,10 @@ class SliceView(QWidget):
     def _on_tools(self) -> None:
         if self.tools.tool not in ("distance", "angle"):
             self._pending = []
+        if self.tools.picker is not None:
+            self.setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.unsetCursor()
         self._invalidate(labels=True)
 
     def _invalidate(self, *_, labels: bool = False) -> None:
@@ -329,6 +333,10 @@ class SliceView(QWidget):
     def _tool_press(self, pos: QPointF) -> None:
         lps = self.lps_from_screen(pos)
         tool = self.tools.tool
+        if self.tools.picker is not None:
+            if self._inside(lps):
+                self.tools.picker(np.asarray(lps, float))
+            return
         if tool == "navigate":
             self.session.set_crosshair(lps)
         elif tool in ("distance", "angle"):

@@ -24,6 +24,18 @@ class ToolState(QObject):
         self.active_label = 0  # label value painted; 0 = none chosen yet
         self.hu_range = (100.0, 3000.0)
         self.show_overlay = True
+        #: a panel collecting points (TAVR hinge points): called with each LPS point clicked in an MPR
+        #: view instead of the active tool, until ``stop_picking``
+        self.picker = None
+
+    def pick_points(self, callback) -> None:
+        """Send the next clicks in the MPR views to ``callback(lps)`` (a panel asking for points)."""
+        self.picker = callback
+        self.changed.emit()
+
+    def stop_picking(self) -> None:
+        self.picker = None
+        self.changed.emit()
 
     def set(self, **kw) -> None:
         for k, v in kw.items():

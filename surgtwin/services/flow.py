@@ -2,12 +2,13 @@
 
 Step ``centerline`` (input: labels). Options: ``structures`` (label names or values making up the
 vessel tree; default: those of ``DEFAULT_TREE`` the labels have — aorta, iliac and renal arteries
-— leaving out, with a warning, any that does not touch the aorta's piece), ``name`` (item key
-suffix; default ``"aorta"``), ``components`` (``"error"``: a mask in several pieces is refused with
+— leaving out, with a warning, any that does not touch the aorta's piece; a binary mask: its one
+label), ``tree`` (the item
+key's name, ``centerlines:<tree>``; default ``"aorta"``; not ``name``, which ``prepare_step`` takes), ``components`` (``"error"``: a mask in several pieces is refused with
 their sizes; ``"largest"``: keep the largest), ``root_lps`` (a point near the inlet), ``step_mm``
 (1), ``min_stenosis_percent`` (25). It stores:
 
-* ``centerlines:<name>``: the arrays of ``CenterlineGraph.to_arrays()``
+* ``centerlines:<tree>``: the arrays of ``CenterlineGraph.to_arrays()``
   (:mod:`surgtwin.core.vessels.graph`): ``points_lps`` (P, 3), ``radius_mm``, ``radius_inscribed_mm``,
   ``arclength_mm``, ``valid`` (P,), ``branch_offsets`` (B + 1,), ``branch_parent``, ``branch_nodes``
   (B, 2), ``branch_label``, ``branch_length_mm``, ``branch_mean_radius_mm``, ``branch_min_radius_mm``
@@ -17,13 +18,13 @@ their sizes; ``"largest"``: keep the largest), ``root_lps`` (a point near the in
   ``stenosis_length_mm`` (S,). Provenance parameters: ``structures``, ``label_values``,
   ``branch_names`` (B strings, e.g. ``"aorta"``, ``"iliac_artery_left-2"``), ``warnings`` and the options.
 
-Step ``flow`` (input: labels; it reuses a current ``centerlines:<name>`` item, else extracts one
+Step ``flow`` (input: labels; it reuses a current ``centerlines:<tree>`` item, else extracts one
 and stores it too). Options: the centerline step's, ``inflow_ml_s`` (default
 ``surgtwin.core.vessels.network.default_inflow_ml_s``: 30 ml/s + 9 per renal artery in the tree),
 ``pulsatile`` (False: steady), ``cycles`` (10), ``steps_per_cycle`` (500), ``stent``
 ({segment name ``"b3"``/``"b3.1"`` or stenosis id ``"s0"``: diameter_mm}) and the outlet model's
 ``mean_pressure_mmhg``, ``total_resistance_mmhg_s_ml``, ``total_compliance_ml_mmhg``. It stores
-``flow:<name>`` and, with ``stent``, ``flow:<name>:stent`` (the same arrays for the stented tree), each:
+``flow:<tree>`` and, with ``stent``, ``flow:<tree>:stent`` (the same arrays for the stented tree), each:
 
 * per segment (N; names in provenance ``segment_names``): ``segment_branch``, ``segment_stenosis``
   (index into the centerline stenoses, -1 none), ``segment_parent`` (-1 root) int32,
@@ -38,7 +39,7 @@ and stores it too). Options: the centerline step's, ``inflow_ml_s`` (default
   ``outlet_c_ml_mmhg``, ``outlet_rd_mmhg_s_ml``; scalars ``inflow_ml_s``, ``pulsatile`` (0/1);
 * pulsatile only, over the last cycle (T): ``time_s``, ``inlet_pressure_mmhg``, ``inlet_flow_ml_s``
   (T,), ``outlet_pressure_mmhg``, ``outlet_flow_ml_s`` (T, O);
-* ``flow:<name>:stent`` also ``stent_segments`` int32 and ``stent_diameter_mm``.
+* ``flow:<tree>:stent`` also ``stent_segments`` int32 and ``stent_diameter_mm``.
 
 The step's summary (``StepOutput.summary``) holds ``key``, ``rows`` (one dict per segment: the
 CLI's table), ``stenoses``, ``text`` (the table as text) and, with a stent, ``stent`` (the
@@ -95,6 +96,9 @@ def tree_structures(labels, structures=None) -> tuple[list[tuple[str, int]], lis
     if structures:
         return _resolve(labels, structures), []
     names = set(labels.labels.names())
+    present = [int(v) for v in np.unique(labels.array) if v > 0]
+    if "aorta" not in names and len(present) == 1:  # a binary vessel mask
+        return _resolve(labels, [present[0]]), []
     chosen = [(n, labels.labels.by_name(n).value) for n in DEFAULT_TREE if n in names]
     chosen = [(n, v) for n, v in chosen if np.any(labels.array == v)]
     if not chosen or chosen[0][0] != "aorta":
@@ -142,7 +146,7 @@ def compute_centerlines(labels, opts: dict, *, progress=None, cancel=None):
 
 def _centerline(labels, hashes, opts, *, progress=None, cancel=None) -> StepOutput:
     graph, params = compute_centerlines(labels, opts, progress=progress, cancel=cancel)
-    key = f"centerlines:{opts.get('name') or DEFAULT_NAME}"
+    key = f"centerlines:{opts.get('tree') or DEFAULT_NAME}"
     prov = Provenance("centerline:skeleton", params, {"labels": hashes["labels"]})
     summary = {"key": key, "branches": _branch_rows(graph, params["branch_names"]),
                "stenoses": [dict(s.as_dict(), id=f"s{k}") for k, s in enumerate(graph.stenoses)],
@@ -207,7 +211,7 @@ def _solve(net, opts, inflow, *, progress=None, cancel=None):
 
 
 def flow_arrays(vn, graph, res, *, pulsatile: bool, steps_per_cycle: int) -> dict:
-    """The ``flow:<name>`` item's arrays (see the module docstring)."""
+    """The ``flow:<tree>`` item's arrays (see the module docstring)."""
     net = vn.network
     segs = net.segments
     n = len(segs)
@@ -305,7 +309,7 @@ def _flow(labels, hashes, cl_item, opts, *, progress=None, cancel=None) -> StepO
     from surgtwin.core.sim.flow import virtual_stent
     from surgtwin.core.vessels import CenterlineGraph, default_inflow_ml_s, network_from_centerlines
 
-    name = opts.get("name") or DEFAULT_NAME
+    name = opts.get("tree") or DEFAULT_NAME
     cl_key = f"centerlines:{name}"
     items = {}
     if cl_item is not None:
@@ -375,7 +379,7 @@ def _num(v) -> float | None:
 
 def _prepare_flow(case: Case, **options) -> StepJob:
     lab = case.labels
-    name = options.get("name") or DEFAULT_NAME
+    name = options.get("tree") or DEFAULT_NAME
     cl = case.item(f"centerlines:{name}")
     cl_item = None
     if cl is not None and not case.is_stale(f"centerlines:{name}"):

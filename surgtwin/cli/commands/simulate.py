@@ -1,4 +1,5 @@
-"""`surgtwin simulate fem`: finite elements on the bone with a placed implant (stress shielding, safety).
+"""`surgtwin simulate fem|flow`: finite elements on the bone with a placed implant (stress shielding,
+safety); reduced-order blood flow on the vessel centerlines (pressure drop across stenoses, stent).
 
     surgtwin simulate fem CASE.stwin --implant hip-stem [--size 3] [--femur left]
         [--load walking|stairs|3xBW] [--body-weight-kg 75] [--mesh-size-mm 2] [--compare 5] [--json OUT]
@@ -9,6 +10,16 @@ that family, one is placed with the automatic pose (``--femur`` side, default th
 have; ``--vertebra L4 --side left`` for a screw), in the middle size unless ``--size`` says. The
 zone table (strain energy density intact vs implanted) and the implant's safety factor are printed;
 the results are saved in the case (``fem:<id>``). ``--compare SIZE``: the same pose with another size.
+
+    surgtwin simulate flow CASE [--structures aorta,iliac_artery_left] [--inflow ML_S]
+        [--pulsatile --cycles N] [--stent SEG=DIAM_MM ...] [--largest] [--json OUT]
+    surgtwin simulate flow CT.nii.gz --labels MASK.nii.gz [--table labels.json] [--structures 52,65,66]
+
+CASE: a ``.stwin`` case (the results are saved in it: ``centerlines:<tree>``, ``flow:<tree>``), a
+sample-case or DICOM folder, or an image with ``--labels`` (a multi-label map with its table, or a
+binary mask). ``--structures`` takes label names or label values. Prints the segment table (length,
+mean/min radius, stenosis %, mean flow, pressure drop, distal/proximal pressure ratio); ``--stent``
+(a segment ``b3`` or a stenosis ``s0`` = a diameter in mm) adds the before/after table.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from pathlib import Path
 
 
 def add_parser(sub):
-    p = sub.add_parser("simulate", help="finite-element studies on a case (bone + implant: stress shielding)",
+    p = sub.add_parser("simulate", help="finite elements (bone + implant: stress shielding); blood flow in vessels",
                        description="Simulation on the patient's twin. NOT FOR CLINICAL USE.")
     ps = p.add_subparsers(dest="simulate_command", metavar="ACTION", required=True)
     f = ps.add_parser("fem", help="linear elasticity of the bone intact vs with the implant; saves the case")
@@ -39,11 +50,29 @@ def add_parser(sub):
     f.add_argument("--compare", metavar="SIZE", help="what if: solve the same pose with this size too and compare")
     f.add_argument("--json", metavar="OUT", help="write the results (tables, loads, solver) as JSON")
     f.add_argument("--allow-stale", action="store_true", help="run even if the labels changed since the placement")
+    w = ps.add_parser("flow", help="vessel centerlines and 0D blood flow: pressure drop across stenoses, "
+                      "virtual stent")
+    w.add_argument("case", help="a case (NAME.stwin), a sample-case or DICOM folder, or an image with --labels")
+    w.add_argument("--labels", metavar="MASK", help="label image (multi-label map or binary vessel mask)")
+    w.add_argument("--table", metavar="JSON", help="the label table of --labels (names of the values)")
+    w.add_argument("--structures", metavar="A,B", help="label names or values making up the vessel tree "
+                   "(default: aorta + iliac + renal arteries present; a binary mask: its one label)")
+    w.add_argument("--name", default="aorta", help="item name: centerlines:NAME, flow:NAME (default aorta)")
+    w.add_argument("--inflow", type=float, metavar="ML_S", help="inlet mean flow in ml/s (default 30 for the "
+                   "infrarenal aorta at rest + 9 per renal artery)")
+    w.add_argument("--pulsatile", action="store_true", help="solve the pulsatile flow (default: steady)")
+    w.add_argument("--cycles", type=int, default=10, metavar="N", help="pulsatile: cardiac cycles (default 10)")
+    w.add_argument("--stent", action="append", metavar="SEG=DIAM_MM", help="what if: stent a segment (b0) or a "
+                   "stenosis (s0) to this diameter; repeatable")
+    w.add_argument("--largest", action="store_true", help="keep the largest piece of a mask in several pieces")
+    w.add_argument("--root", metavar="L,P,S", help="a point (LPS mm) near the inlet end (default: the widest end)")
+    w.add_argument("--json", metavar="OUT", help="write the tables and figures as JSON")
+    w.add_argument("--allow-stale", action="store_true", help="run even if the case's labels are stale")
     return p
 
 
 def run(args) -> int:
-    return {"fem": _fem}[args.simulate_command](args)
+    return {"fem": _fem, "flow": _flow}[args.simulate_command](args)
 
 
 def _calibration(text):
@@ -171,6 +200,115 @@ def _fem(args) -> int:
         report["comparison"] = {k: v for k, v in res["comparison"].items() if k not in res["labels"]}
     pipeline.save_case(case, args.case, progress=ProgressBar("saving"))
     if out_path is not None:
+        out_path.write_text(json.dumps(_finite(report), indent=2) + "\n")
+        print(f"wrote {out_path}")
+    print("NOT FOR CLINICAL USE")
+    return 0
+
+
+def _stents(values) -> dict:
+    from surgtwin.core.errors import SurgtwinError
+
+    out = {}
+    for v in values or []:
+        seg, sep, dia = v.partition("=")
+        try:
+            d = float(dia)
+        except ValueError:
+            d = float("nan")
+        if not sep or not seg.strip() or not math.isfinite(d) or d <= 0:
+            raise SurgtwinError(f"--stent {v!r} is not SEG=DIAM_MM", hint="e.g. --stent s0=18 or --stent b0=20")
+        out[seg.strip()] = d
+    return out
+
+
+def _point(text):
+    from surgtwin.core.errors import SurgtwinError
+
+    if text is None:
+        return None
+    try:
+        p = [float(v) for v in text.split(",")]
+    except ValueError:
+        p = []
+    if len(p) != 3 or not all(math.isfinite(v) for v in p):
+        raise SurgtwinError(f"--root {text!r} is not L,P,S in mm", hint="e.g. --root 20,-50,300")
+    return p
+
+
+def _open_for_flow(args):
+    """(case, path to save it to or None) for ``simulate flow``'s CASE and --labels/--table."""
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.case import Provenance
+    from surgtwin.core.errors import SurgtwinError
+    from surgtwin.services import pipeline
+
+    path = Path(args.case)
+    if pipeline.is_case_path(path):
+        if args.labels:
+            raise SurgtwinError("--labels is for an image; a case already has its labels", path=path)
+        return pipeline.load_case(path, progress=ProgressBar("opening")), path
+    if not path.exists():
+        raise SurgtwinError("does not exist", path=path, hint="give a .stwin case, a DICOM folder or an image")
+    if args.table and not args.labels:
+        raise SurgtwinError("--table needs --labels")
+    case = pipeline.new_case(path, progress=ProgressBar("opening"))
+    if args.labels:
+        lab = pipeline.load_labels(args.labels, case.volume, table_path=args.table)
+        case.set_labels(lab, Provenance("import", {"file": Path(args.labels).name}))
+    if case.labels is None:
+        raise SurgtwinError("has no labels to find vessels in", path=path,
+                            hint="give --labels MASK.nii.gz (a vessel mask or a label map with its table)")
+    return case, None
+
+
+def _flow(args) -> int:
+    import json
+
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.errors import SurgtwinError
+    from surgtwin.services import pipeline
+
+    out_path = None
+    if args.json:
+        from surgtwin.core.io import check_output_path
+
+        out_path = Path(args.json)
+        check_output_path(out_path, (".json",))
+    if args.inflow is not None and not (math.isfinite(args.inflow) and args.inflow > 0):
+        raise SurgtwinError(f"--inflow must be a positive number of ml/s, got {args.inflow:g}")
+    if not 1 <= args.cycles <= 100:
+        raise SurgtwinError(f"--cycles must be between 1 and 100, got {args.cycles}")
+    opts = {"tree": args.name, "inflow_ml_s": args.inflow, "pulsatile": args.pulsatile, "cycles": args.cycles,
+            "stent": _stents(args.stent), "root_lps": _point(args.root),
+            "components": "largest" if args.largest else None,
+            "structures": [s for s in args.structures.split(",") if s.strip()] if args.structures else None}
+    case, save_to = _open_for_flow(args)
+    out = pipeline.run_step(case, "flow", allow_stale=args.allow_stale, progress=ProgressBar("flow"), **opts)
+    s = out.summary
+    kind = f"pulsatile, {args.cycles} cycles" if args.pulsatile else "steady"
+    print(f"{s['key']}: inflow {s['inflow_ml_s']:g} ml/s ({kind}); outlets split by Murray's law (r^3)")
+    for w in s.get("warnings", []):
+        print(f"warning: {w}")
+    print(s["text"])
+    if "inlet_pressure_mmhg" in s:
+        p = s["inlet_pressure_mmhg"]
+        print(f"inlet pressure {p['max']:g}/{p['min']:g} mmHg, mean {p['mean']:g} mmHg (last cycle)")
+    for st in s["stenoses"]:
+        ratio = "-" if st["pressure_ratio"] is None else f"{st['pressure_ratio']:.3f}"
+        print(f"stenosis {st['id']} on {st['segment']}: {st['diameter_percent']:.1f} % diameter "
+              f"({st['area_percent']:.1f} % area), d_min {st['min_diameter_mm']:.1f} mm / d_ref "
+              f"{st['reference_diameter_mm']:.1f} mm, length {st['length_mm']:.0f} mm at LPS "
+              f"({', '.join(f'{v:.1f}' for v in st['position_lps'])}); Pd/Pp {ratio}")
+    if "stent" in s:
+        print(f"what if: stent ({', '.join(f'{k} {v:g} mm' for k, v in s['stent']['segments'].items())})")
+        print(s["stent"]["text"])
+    if save_to is not None:
+        pipeline.save_case(case, save_to, progress=ProgressBar("saving"))
+    if out_path is not None:
+        report = {"case": str(args.case), **{k: v for k, v in s.items() if k != "text"}}
+        if "stent" in report:
+            report["stent"] = {k: v for k, v in report["stent"].items() if k != "text"}
         out_path.write_text(json.dumps(_finite(report), indent=2) + "\n")
         print(f"wrote {out_path}")
     print("NOT FOR CLINICAL USE")

@@ -122,8 +122,8 @@ def network_from_centerlines(graph: CenterlineGraph, *, inflow_ml_s: float,
                        key=lambda kv: kv[1].arclength_mm)
         healthy = r.copy()
         for _, st in stens:  # the healthy calibre across each narrowing
-            lo = st.arclength_mm - st.length_mm
-            hi = st.arclength_mm + st.length_mm
+            lo = st.arclength_mm - 1.5 * st.length_mm  # the FWHM length: cover the shoulders too
+            hi = st.arclength_mm + 1.5 * st.length_mm
             inside = (s > lo) & (s < hi)
             healthy[inside] = np.maximum(r[inside], 0.5 * st.reference_diameter_mm)
         cuts = [0]

@@ -28,6 +28,12 @@ def implants_dir() -> Path:
     return _data_dir() / "implants"
 
 
+def tavr_dir() -> Path:
+    """TAVR planning data: device sizing charts, effective orifice areas and thresholds with their
+    sources (``surgtwin/data/tavr/sizing.json``)."""
+    return _data_dir() / "tavr"
+
+
 def sample_root() -> Path:
     """The folder of bundled sample cases (``<case>/dicom/``); ``SURGTWIN_SAMPLES`` overrides it."""
     env = os.environ.get("SURGTWIN_SAMPLES")

@@ -6,6 +6,13 @@
     surgtwin plan checks CASE.stwin [--json OUT]
     surgtwin plan remove CASE.stwin --id 2
     surgtwin plan families [--json]
+    surgtwin plan tavr CASE [--labels MASK.nii.gz [--table labels.json]] [--hinge x,y,z x,y,z x,y,z]
+                       [--family balloon-expandable|self-expanding] [--size 26] [--depth MM] [--json OUT]
+
+``tavr``: CASE is a ``.stwin`` case (the plan is saved into it), a sample-case or DICOM folder, or a
+CT image (NIfTI/NRRD/MHA) with ``--labels`` (a binary aorta (+ root) mask, or a multi-label map with
+its ``--table``). It prints the annulus measurements, each family's chart with its recommendation and
+oversizing, the warnings, the predicted gradient and the paravalvular-leak indicator.
 
 ``implant`` and ``checks`` exit with 0 when every check passed and 3 when one failed (the table says
 which); a user error exits with 2 as everywhere.
@@ -49,13 +56,32 @@ def add_parser(sub):
     r.add_argument("case", help="the case (NAME.stwin)")
     r.add_argument("--id", required=True, help="the placement's id")
 
+    t = ps.add_parser("tavr", help="TAVR: measure the aortic annulus, size the valve, place it, predict the gradient",
+                      description="TAVR planning: annulus, sizing charts per family, virtual valve. "
+                                  "Charts are representative: check the manufacturer's IFU. NOT FOR CLINICAL USE.")
+    t.add_argument("case", help="NAME.stwin, a sample-case or DICOM folder, or a CT image (NIfTI/NRRD/MHA)")
+    t.add_argument("--labels", metavar="MASK", help="a binary aorta (+ root) mask or a multi-label map on the CT")
+    t.add_argument("--table", metavar="JSON", help="the label table of --labels (names such as aortic_root, aorta)")
+    t.add_argument("--hinge", nargs=3, metavar="X,Y,Z", help="three leaflet hinge points (LPS mm)")
+    t.add_argument("--family", help="valve family for the virtual valve: balloon-expandable (default) or self-expanding")
+    t.add_argument("--size", help="valve size in mm (default: the chart's recommendation)")
+    t.add_argument("--depth", type=float, metavar="MM", help="implantation depth into the LVOT (default per family)")
+    t.add_argument("--cardiac-output", type=float, default=5.0, metavar="L_MIN", help="cardiac output (5.0 L/min)")
+    t.add_argument("--heart-rate", type=float, default=70.0, metavar="BPM", help="heart rate (70 /min)")
+    t.add_argument("--bsa", type=float, metavar="M2", help="body surface area (m^2) for the indexed EOA")
+    t.add_argument("--bmi", type=float, help="body-mass index (VARC-3 PPM thresholds for BMI >= 30)")
+    t.add_argument("--calcium-hu", type=float, default=850.0, metavar="HU", help="calcium threshold (850 HU)")
+    t.add_argument("--json", metavar="OUT", help="write the whole TAVR record as JSON")
+    t.add_argument("--allow-stale", action="store_true", help="plan even if the case's labels are stale")
+
     f = ps.add_parser("families", help="the implant library: families, sizes, materials")
     f.add_argument("--json", action="store_true", help="print machine-readable JSON")
     return p
 
 
 def run(args) -> int:
-    return {"implant": _implant, "checks": _checks, "remove": _remove, "families": _families}[args.plan_command](args)
+    return {"implant": _implant, "checks": _checks, "remove": _remove, "families": _families,
+            "tavr": _tavr}[args.plan_command](args)
 
 
 def _pose_arg(text: str | None):
@@ -203,4 +229,129 @@ def _families(args) -> int:
     for k, m in implants.materials().items():
         print(f"material {k:<8} E {m.youngs_modulus_gpa:g} GPa, nu {m.poisson_ratio:g}, yield {m.yield_mpa:g} MPa "
               f"({m.yield_range_mpa[0]:g}-{m.yield_range_mpa[1]:g})  {m.name}")
+    return 0
+
+
+def _hinges(items):
+    from surgtwin.core.errors import SurgtwinError
+
+    if items is None:
+        return None
+    out = []
+    for it in items:
+        try:
+            p = [float(v) for v in it.split(",")]
+        except ValueError:
+            p = []
+        if len(p) != 3:
+            raise SurgtwinError(f"--hinge {it!r} is not X,Y,Z (LPS mm)", hint="e.g. --hinge 10,2,-3 -8,5,1 0,-12,2")
+        out.append(p)
+    return out
+
+
+def _tavr_case(args):
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.case import Provenance
+    from surgtwin.core.errors import SurgtwinError
+    from surgtwin.services import pipeline
+
+    path = Path(args.case)
+    if pipeline.is_case_path(path):
+        if args.labels:
+            raise SurgtwinError("--labels is for an image, not a saved case", hint="import labels into the case first")
+        return pipeline.load_case(path, progress=ProgressBar("opening")), True
+    if not path.exists():
+        raise SurgtwinError("does not exist", path=path, hint="give a .stwin case, a DICOM folder or a CT image")
+    if args.labels is None:
+        case = pipeline.new_case(path, progress=ProgressBar("loading"))
+        return case, False
+    case = pipeline.new_case(path, labels=None, progress=ProgressBar("loading"))
+    if case.labels is not None and pipeline.find_case_for(path) is not None:
+        case.set_labels(None)
+    lab = pipeline.load_labels(Path(args.labels), case.volume, table_path=args.table)
+    case.set_labels(lab, Provenance("import", {"file": Path(args.labels).name}))
+    return case, False
+
+
+def _num(v, fmt=".1f", unit=""):
+    return "-" if v is None else f"{v:{fmt}}{unit}"
+
+
+def print_tavr(rec: dict) -> None:
+    """The TAVR record as tables (measurements, charts, valve, warnings)."""
+    m = rec["measurement"]
+    print(f"annulus ({m['method']}; {m['sources'].get('annulus_plane', '')})")
+    rows = [("perimeter", _num(m["perimeter_mm"], ".1f", " mm")), ("area", _num(m["area_mm2"], ".1f", " mm^2")),
+            ("min / max diameter (caliper)", f"{m['diameter_min_mm']:.1f} / {m['diameter_max_mm']:.1f} mm"),
+            ("eccentricity (1 - Dmin/Dmax)", _num(m["eccentricity"], ".3f")),
+            ("D_A = 2 sqrt(A/pi)", _num(m["area_derived_diameter_mm"], ".1f", " mm")),
+            ("D_P = P/pi", _num(m["perimeter_derived_diameter_mm"], ".1f", " mm")),
+            ("coronary height left / right", f"{_num(m['coronary_height_left_mm'], '.1f')} / "
+                                             f"{_num(m['coronary_height_right_mm'], '.1f')} mm"),
+            ("sinus of Valsalva diameter", f"{_num(m['sinus_diameter_mm'], '.1f', ' mm')} at "
+                                           f"{_num(m['sinus_height_mm'], '.1f', ' mm')}"),
+            ("sinotubular junction diameter", f"{_num(m['stj_diameter_mm'], '.1f', ' mm')} at "
+                                              f"{_num(m['stj_height_mm'], '.1f', ' mm')}"),
+            ("centre (LPS mm)", "[" + ", ".join(f"{v:.1f}" for v in m["centre_lps"]) + "]"),
+            ("normal (LPS)", "[" + ", ".join(f"{v:.3f}" for v in m["normal_lps"]) + "]")]
+    ca = m.get("calcium") or {}
+    if ca.get("total_mm3") is not None:
+        rows.append(("calcium", f"{ca['total_mm3']:.0f} mm^3 ({ca['source']})"))
+        rows.append(("  by sector", ", ".join(f"{k} {v:.0f}" for k, v in ca["sectors"].items()) + " mm^3"))
+    for k, v in rows:
+        print(f"  {k:<32} {v}")
+    print("sizing charts (representative; check the manufacturer's IFU)")
+    for fam, s in rec["sizing"].items():
+        unit = "mm^2" if s["sized_by"] == "area" else "mm"
+        print(f"  {fam} by annulus {s['sized_by']} {s['value']:.1f} {unit}: recommended "
+              f"{s['recommended'] or 'none'}" + ("" if s["oversizing_percent"] is None else
+                                                f" ({s['oversizing_percent']:+.1f} % {s['sized_by']} oversizing)"))
+        for r in s["rows"]:
+            mark = "*" if r["size"] == s["recommended"] else ("+" if r["in_range"] else " ")
+            print(f"    {mark} {r['size']:>3} mm  {r['min']:>6g}-{r['max']:<6g} {unit:<5} "
+                  f"oversizing {r['oversizing_percent']:+6.1f} %")
+        for w in s["warnings"]:
+            print(f"    warning: {w}")
+    v = rec["valve"]
+    if v is not None:
+        h = rec["hemodynamics"]
+        print(f"virtual valve: {v['family']} {v['size']} mm at {v['depth_mm']:.1f} mm into the LVOT "
+              f"(frame {v['implant_family']}, oversizing {v['oversizing_percent']:+.1f} %)")
+        print(f"  predicted mean gradient {h['mean_gradient_mmhg']:.1f} mmHg (EOA {h['eoa_cm2']:.2f} cm^2, "
+              f"CO {h['cardiac_output_l_min']:g} L/min, HR {h['heart_rate_bpm']:g}/min, SET {h['ejection_time_s']:.3f} s, "
+              f"mean velocity {h['mean_velocity_m_s']:.2f} m/s)")
+        if rec["ppm"]:
+            p = rec["ppm"]
+            print(f"  indexed EOA {p['indexed_eoa_cm2_m2']:.2f} cm^2/m^2: prosthesis-patient mismatch {p['ppm']} (VARC-3)")
+        r = rec["pvl_risk"]
+        print(f"  paravalvular-leak indicator: {r['level'].upper()} ({'; '.join(r['reasons']) or 'no risk factor'}; "
+              "planning indicator, not validated)")
+    for w in rec["warnings"]:
+        print(f"warning: {w}")
+
+
+def _tavr(args) -> int:
+    import json
+
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.plan import tavr_devices
+    from surgtwin.services import pipeline
+
+    hinge = _hinges(args.hinge)
+    out_json = _out_path(args.json)
+    if args.family is not None:
+        tavr_devices.chart(args.family)  # before the image is loaded
+    case, saved = _tavr_case(args)
+    opts = {"family": args.family, "size": args.size, "depth_mm": args.depth, "hinge_points": hinge,
+            "cardiac_output_l_min": args.cardiac_output, "heart_rate_bpm": args.heart_rate, "bsa_m2": args.bsa,
+            "bmi": args.bmi, "calcium_hu": args.calcium_hu}
+    out = pipeline.run_step(case, "tavr", allow_stale=args.allow_stale, progress=ProgressBar("tavr"), **opts)
+    rec = out.result
+    if saved:
+        pipeline.save_case(case, args.case, progress=ProgressBar("saving"))
+    print_tavr(rec)
+    if out_json is not None:
+        out_json.write_text(json.dumps({"case": str(args.case), "tavr": rec}, indent=1) + "\n")
+        print(f"wrote {out_json}")
+    print("NOT FOR CLINICAL USE")
     return 0

@@ -162,7 +162,8 @@ class TavrMeasurement:
 
 
 def _present(labels) -> dict[str, int]:
-    counts = np.bincount(labels.array.ravel().clip(0).astype(np.int64, copy=False))
+    arr = labels.array.ravel()
+    counts = np.bincount(arr if arr.dtype.kind == "u" and arr.dtype.itemsize <= 4 else arr.clip(0).astype(np.int64))
     return {lab.name: lab.value for lab in labels.labels if lab.value < len(counts) and counts[lab.value] > 0}
 
 
@@ -216,8 +217,8 @@ def measure_annulus(labels=None, ct=None, *, hinge_points_lps=None, calcium_hu: 
             ctx.sources["mask"] = "labels: " + ", ".join(n for n in AORTA_NAMES if n in present)
     if hinge is not None:
         m = _from_hinges(ctx, hinge, aorta, lv, progress=progress, cancel=cancel)
-    elif root is not None and lv is not None and _interface_points(root, lv, grid.affine).shape[0] >= 30:
-        m = _from_labels(ctx, root, aorta, lv, cancel=cancel)
+    elif root is not None and lv is not None and (m := _from_labels(ctx, root, aorta, lv, cancel=cancel)) is not None:
+        pass
     elif aorta is not None:
         m = _from_mask(ctx, aorta, cancel=cancel)
     else:
@@ -264,6 +265,16 @@ class _Context:
         self.aorta_field: geo.Field | None = None  # field for sections above the annulus
         self.level_mode = "mask"  # or "ct"
         self.ct_level: float | None = None
+        self._d_out = None
+
+    @property
+    def d_out(self) -> np.ndarray:
+        """Distance (mm) from the lumen mask, on the crop (computed once)."""
+        if self._d_out is None:
+            from scipy.ndimage import distance_transform_edt
+
+            self._d_out = distance_transform_edt(~self.lumen, sampling=geo.spacing_of(self.crop_affine))
+        return self._d_out
 
     @property
     def crop_affine(self) -> np.ndarray:
@@ -344,10 +355,14 @@ def _annulus_from_plane(ctx: _Context, fld: geo.Field, centre, normal, method: s
                            area_mm2=abs(geo.polygon_area(poly)), diameter_min_mm=cal["min"], diameter_max_mm=cal["max"])
 
 
-def _from_labels(ctx: _Context, root, aorta, lv, *, cancel=None) -> TavrMeasurement:
+def _from_labels(ctx: _Context, root, aorta, lv, *, cancel=None) -> TavrMeasurement | None:
+    """The annulus on the root / left-ventricle interface (None when they barely touch)."""
     ctx.set_crop_around(root, 25.0)
     sl = ctx.crop
     pts = _interface_points(root[sl], lv[sl], ctx.crop_affine)
+    if len(pts) < 30:
+        ctx.crop = None
+        return None
     c, n, rms = geo.fit_plane(pts)
     if np.dot(ctx.points(root[sl]).mean(0) - c, n) < 0:
         n = -n
@@ -616,9 +631,9 @@ def _root_sections(ctx: _Context, m: TavrMeasurement) -> None:
         return
     level = 0.5 if ctx.level_mode == "mask" else ctx.ct_level
     rows = []
-    for w in np.arange(1.0, 45.0, 1.0):
+    for w in np.arange(1.0, 41.0, 1.0):
         c = m.centre_lps + w * m.normal_lps
-        img, xs = fld.section(c, m.u_lps, m.v_lps, 30.0, 0.4)
+        img, xs = fld.section(c, m.u_lps, m.v_lps, 30.0, 0.5)
         poly = geo.closed_contour(img, xs, level)
         if poly is None:
             break
@@ -633,8 +648,8 @@ def _root_sections(ctx: _Context, m: TavrMeasurement) -> None:
     i_s = int(np.argmax(np.where(sel, dmax, -1)))
     # refine the sinus level at 0.25 mm
     best = (dmax[i_s], w[i_s])
-    for ww in np.arange(w[i_s] - 1.0, w[i_s] + 1.01, 0.25):
-        img, xs = fld.section(m.centre_lps + ww * m.normal_lps, m.u_lps, m.v_lps, 30.0, 0.25)
+    for ww in np.arange(w[i_s] - 0.75, w[i_s] + 0.76, 0.25):
+        img, xs = fld.section(m.centre_lps + ww * m.normal_lps, m.u_lps, m.v_lps, 30.0, 0.3)
         poly = geo.closed_contour(img, xs, level)
         if poly is not None:
             d = float(geo.radial_diameters(poly, (0.0, 0.0)).max())
@@ -675,15 +690,11 @@ def _lower_edge(ctx: _Context, indicator: np.ndarray, region: np.ndarray, m: Tav
 
 
 def _ostium_from_label(ctx: _Context, cmask: np.ndarray, m: TavrMeasurement) -> dict | None:
-    from scipy.ndimage import distance_transform_edt
 
     c = cmask[ctx.crop]
     if not c.any():
         return None
-    sp = geo.spacing_of(ctx.crop_affine)
-    aorta = ctx.lumen
-    d_out = distance_transform_edt(~aorta, sampling=sp)
-    region = c & (d_out <= 2.0)
+    region = c & (ctx.d_out <= 2.0)
     h = m.height_of(ctx.points(region)) if region.any() else np.array([])
     if not region.any() or np.all(h < -2.0):
         return None
@@ -700,14 +711,12 @@ def _ostia_from_ct(ctx: _Context, m: TavrMeasurement) -> dict:
     ct = _smooth_ct(ctx.ct.array[sl], aff)
     lumen = ctx.lumen
     inner = distance_transform_edt(lumen, sampling=sp) >= 2.0
-    zone = inner & ((np.argwhere(np.ones(lumen.shape, bool)) @ aff[:3, :3].T + aff[:3, 3] - m.centre_lps)
-                    @ m.normal_lps).reshape(lumen.shape).__ge__(1.0)
+    hts = _plane_heights(aff, lumen.shape, m)
+    zone = inner & (hts >= 1.0)
     lumen_hu = float(np.median(ct[zone])) if zone.any() else float(np.median(ct[lumen]))
     level = max(150.0, 0.5 * (lumen_hu + 100.0))
     bright = ct >= level
-    d_out = distance_transform_edt(~lumen, sampling=sp)
-    k = np.argwhere(np.ones(lumen.shape, bool))
-    hts = ((k @ aff[:3, :3].T + aff[:3, 3] - m.centre_lps) @ m.normal_lps).reshape(lumen.shape)
+    d_out = ctx.d_out
     top = (m.stj_height_mm or 20.0) + 5.0
     band = bright & ~lumen & (d_out > 1.5) & (d_out <= 6.0) & (hts > 2.0) & (hts < top)
     lab, n = label(bright & ~lumen & (d_out <= 6.0) & (hts > 2.0) & (hts < top), structure=np.ones((3, 3, 3)))
@@ -785,25 +794,31 @@ def _sector_frame(m: TavrMeasurement, coronary: dict) -> tuple[dict, str]:
             "(coronary ostia unknown)")
 
 
+def _plane_heights(aff: np.ndarray, shape, m: TavrMeasurement, direction=None) -> np.ndarray:
+    """(x - centre) . direction (default the normal) at every voxel of a grid, by broadcasting."""
+    d = m.normal_lps if direction is None else np.asarray(direction, float)
+    step = aff[:3, :3].T @ d  # change per index step along each axis
+    base = float((aff[:3, 3] - m.centre_lps) @ d)
+    k, j, i = (np.arange(n, dtype=np.float64) for n in shape)
+    return base + step[0] * k[:, None, None] + step[1] * j[None, :, None] + step[2] * i[None, None, :]
+
+
 def _calcium(ctx: _Context, m: TavrMeasurement, calc_label) -> dict:
-    from scipy.ndimage import distance_transform_edt
 
     sl = ctx.crop
     aff = ctx.crop_affine
-    sp = geo.spacing_of(aff)
+    geo.spacing_of(aff)
     vox_mm3 = float(abs(np.linalg.det(aff[:3, :3])))
     shape = tuple(s.stop - s.start for s in sl)
-    k = np.argwhere(np.ones(shape, bool))
-    pts = k @ aff[:3, :3].T + aff[:3, 3]
-    rel = pts - m.centre_lps
-    h = (rel @ m.normal_lps).reshape(shape)
+    h = _plane_heights(aff, shape, m)
     top = m.stj_height_mm if m.stj_height_mm is not None else 20.0
     region = (h >= -5.0) & (h <= top)
     if ctx.lumen is not None:
-        region &= distance_transform_edt(~ctx.lumen, sampling=sp) <= 3.0
+        region &= ctx.d_out <= 3.0
         where = "within 3 mm of the aortic lumen"
     else:
-        rad = np.linalg.norm(rel - np.outer(rel @ m.normal_lps, m.normal_lps), axis=1).reshape(shape)
+        rad = np.sqrt(np.maximum(_plane_heights(aff, shape, m, m.u_lps) ** 2
+                                 + _plane_heights(aff, shape, m, m.v_lps) ** 2, 0.0))
         region &= rad <= 0.5 * m.diameter_max_mm + 3.0
         where = "within the annulus radius + 3 mm of the axis"
     if calc_label is not None and calc_label[sl].any():
@@ -818,7 +833,7 @@ def _calcium(ctx: _Context, m: TavrMeasurement, calc_label) -> dict:
     centres, text = _sector_frame(m, m.coronary)
     sec = {name: 0.0 for name in centres}
     if cal.any():
-        r = rel.reshape(shape + (3,))[cal]
+        r = ctx.points(cal) - m.centre_lps
         a = np.arctan2(r @ m.v_lps, r @ m.u_lps)
         names = list(centres)
         diff = np.stack([np.abs(np.angle(np.exp(1j * (a - centres[nm])))) for nm in names], 1)

@@ -68,4 +68,5 @@ def default_registry() -> PanelRegistry:
         PanelSpec("implants", "Implants", "surgtwin.ui.implant_panel:ImplantPanel", "right", 40, "Ctrl+4",
                   tab_with="tools"),
         PanelSpec("fem", "Simulation", "surgtwin.ui.fem_panel:FemPanel", "right", 50, "Ctrl+5", tab_with="tools"),
+        PanelSpec("flow", "Blood flow", "surgtwin.ui.flow_panel:FlowPanel", "right", 60, "Ctrl+6", tab_with="tools"),
     ])

@@ -1,0 +1,75 @@
+"""Screenshots of the planning panels, driven the way a user would (the real window, the real steps).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_panels.py flow OUT.png
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_panels.py tavr OUT.png
+
+``flow``: the abdomen-pelvis sample case, centerlines + flow, then a virtual stent of the aortic
+stenosis. ``tavr``: the cardiac-cta sample case, the annulus measured from the labels, the valve
+placed. The output is for assets/screenshots/; look at it before you say it works.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def wait(app, until, timeout_s: float = 300.0) -> None:
+    t0 = time.perf_counter()
+    while not until():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.perf_counter() - t0 > timeout_s:
+            raise TimeoutError("the window did not get there in time")
+
+
+def settle(app, win, seconds: float = 1.0) -> None:
+    wait(app, lambda: not win.jobs.busy)
+    if win.jobs.last_state == "failed":
+        raise RuntimeError(f"a job failed: {win.jobs.last_error}")
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def main(argv: list[str]) -> int:
+    what, out = argv[0], Path(argv[1])
+    from surgtwin.resources import sample_root
+    from surgtwin.ui.app import create_app
+    from surgtwin.ui.main_window import MainWindow
+
+    app = create_app()
+    win = MainWindow(ask_on_close=False)
+    win.resize(1500, 920)
+    win.show()
+    case = {"flow": "abdomen-pelvis", "tavr": "cardiac-cta"}[what]
+    win.open_path(sample_root() / case)
+    wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
+    settle(app, win)
+    win.docks["structures"].hide()  # room for the panel's table
+    win.docks[what].show()
+    win.docks[what].raise_()
+    panel = win.panels[what]
+    if what == "flow":
+        panel.run()
+        settle(app, win)
+        panel.stent()
+        settle(app, win)
+        win.views.view3d.standard_view("A")
+    else:
+        panel.measure()
+        settle(app, win)
+        panel.focus()
+    settle(app, win, 2.0)
+    win.views.view3d.render_now()
+    settle(app, win, 0.5)
+    win.screenshot(str(out))
+    print(f"saved {out}")
+    win.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

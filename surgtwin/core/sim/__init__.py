@@ -1,4 +1,5 @@
-"""Simulation on the patient's twin: linear-elastic finite elements on bone + implant tet meshes.
+"""Simulation on the patient's twin: linear-elastic finite elements on bone + implant tet meshes, and
+reduced-order (0D) blood flow in vessel trees.
 
 Pure functions over numpy arrays and ``TetMesh`` (no case, no Qt); scipy, pyamg and scikit-fem are
 imported inside the functions that need them. Units: mm, N, MPa; directions in patient LPS.
@@ -19,6 +20,10 @@ Public API
 * ``scenarios``: ``setup_for(mesh, placed, implant_region)`` (loads, zones, resection by implant type)
 * ``study``: ``solve_static``, ``stress_shielding`` -> ``ShieldingResult`` (``table``,
   ``implant.safety_factor``, ``summary()``, ``table_text()``), ``compare`` (what if)
+* ``flow`` / ``flow_model``: ``Segment``, ``Stenosis`` (Young-Tsai), ``RCR``, ``Network``, ``Blood``,
+  ``Waveform``, ``PressureInlet``, ``solve_steady``, ``solve_pulsatile`` -> ``FlowResult``,
+  ``virtual_stent``; the network of a patient's vessels is built by
+  ``surgtwin.core.vessels.network_from_centerlines``
 """
 
 from __future__ import annotations
@@ -36,6 +41,19 @@ from surgtwin.core.sim.elasticity import (
     von_mises,
 )
 from surgtwin.core.sim.fields import nodal_average
+from surgtwin.core.sim.flow import (
+    RCR,
+    Blood,
+    FlowResult,
+    Network,
+    PressureInlet,
+    Segment,
+    Stenosis,
+    Waveform,
+    solve_pulsatile,
+    solve_steady,
+    virtual_stent,
+)
 from surgtwin.core.sim.loads import (
     Loading,
     fix_below_plane,
@@ -65,4 +83,6 @@ __all__ = [
     "MORGAN_2003", "BoneMaterial", "DensityCalibration", "DensityModulus", "ElasticMaterial", "implant_material",
     "ShieldingResult", "StaticResult", "compare", "solve_static", "stress_shielding",
     "GRUEN_NAMES", "axial_thirds", "gruen_zones", "nodal_average",
+    "RCR", "Blood", "FlowResult", "Network", "PressureInlet", "Segment", "Stenosis", "Waveform", "solve_pulsatile",
+    "solve_steady", "virtual_stent",
 ]

@@ -20,6 +20,11 @@ Public API
 * checks (``checks``): ``CheckSpec``, ``default_spec(labels, target)``, ``CheckContext(labels, spec,
   ct=, region=)`` (``.check(placed, samples) -> PlacementChecks``, ms per pose),
   ``check_placement(labels, placed)`` (one-off)
+* TAVR (``tavr``, ``tavr_devices``): ``measure_annulus(labels, ct, hinge_points_lps=) -> TavrMeasurement``
+  (``to_record``/``from_record``); ``sizing_charts()``, ``size_valves(m) -> {family: SizingResult}``,
+  ``size_family``, ``oversizing_percent``, ``anatomy_warnings``, ``place_valve(m, family, size, depth_mm)
+  -> ValvePlacement``, ``default_depth_mm``, ``eoa_cm2``, ``mean_gradient``, ``prosthesis_mismatch``,
+  ``pvl_risk``
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ __all__ = [
     "Pose", "PlacedImplant", "placements_from_json", "placements_to_json",
     "voxelise", "implant_labels", "sample_implant", "ImplantSamples",
     "propose_pose", "Proposal", "CheckSpec", "CheckContext", "PlacementChecks", "default_spec", "check_placement",
+    "measure_annulus", "TavrMeasurement", "sizing_charts", "size_valves", "size_family", "SizingResult",
+    "oversizing_percent", "anatomy_warnings", "place_valve", "ValvePlacement", "default_depth_mm", "eoa_cm2",
+    "mean_gradient", "prosthesis_mismatch", "pvl_risk",
 ]
 
 _LAZY = {
@@ -41,6 +49,10 @@ _LAZY = {
     **dict.fromkeys(("propose_pose", "Proposal"), "surgtwin.core.plan.anatomy"),
     **dict.fromkeys(("CheckSpec", "CheckContext", "PlacementChecks", "default_spec", "check_placement"),
                     "surgtwin.core.plan.checks"),
+    **dict.fromkeys(("measure_annulus", "TavrMeasurement"), "surgtwin.core.plan.tavr"),
+    **dict.fromkeys(("sizing_charts", "size_valves", "size_family", "SizingResult", "oversizing_percent",
+                     "anatomy_warnings", "place_valve", "ValvePlacement", "default_depth_mm", "eoa_cm2", "mean_gradient",
+                     "prosthesis_mismatch", "pvl_risk"), "surgtwin.core.plan.tavr_devices"),
 }
 
 

@@ -9,9 +9,10 @@
   root label starts); without a left-ventricle label the root's proximal end is used as below;
 * **a binary aorta (+ root) mask** (or a label map whose aorta labels are ``aorta``/``aortic_root``/
   ``ascending_aorta``): the mask's connected parts are walked end to end (geodesic distance inside
-  the mask, double sweep); an end is the root's proximal end when it is not cut by the scan boundary
-  and its cross-sections widen into the sinuses (area ≥ 1.15x the end's) and narrow again (the
-  sinotubular junction). The end cap's surface points (0.5 level of the smoothed mask, normals along
+  the mask, double sweep); an end is the root's proximal end when it is not cut by the scan boundary,
+  is a flat cap (its axis: the direction along which the end's first 2 mm hold the most voxels) and
+  its cross-sections along that axis widen into the sinuses (area 1.15x to 2.2x the end's) and narrow
+  again (the sinotubular junction). The end cap's surface points (0.5 level of the smoothed mask, normals along
   the vessel axis) are fitted with a plane. When the only ends are cut by the scan boundary (the root
   is outside the field of view) or none looks like a root, it refuses (``SurgtwinError``);
 * **three hinge points** (the leaflets' basal attachments, clicked by the user): the plane through
@@ -52,11 +53,12 @@ import numpy as np
 
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.plan import tavr_geometry as geo
+from surgtwin.core.plan.tavr_anatomy import calcium_by_sector, ostia_from_ct, ostium_from_label
+from surgtwin.core.plan.tavr_context import SIGMA_MM, STEP_MM, MeasureContext, interface_points, smooth_ct
+from surgtwin.core.plan.tavr_ends import find_root_end
 from surgtwin.core.progress import check, report
 
 DEFAULT_CALCIUM_HU = 850.0
-SIGMA_MM = 0.6
-STEP_MM = 0.2
 
 ROOT_NAMES = ("aortic_root",)
 AORTA_NAMES = ("aortic_root", "ascending_aorta", "aorta", "aortic_arch")
@@ -161,10 +163,12 @@ class TavrMeasurement:
 # -- label roles -------------------------------------------------------------------------------------
 
 
-def _present(labels) -> dict[str, int]:
+def _present(labels) -> tuple[dict[str, int], list[int]]:
+    """({name: value} of the table's labels present, every non-zero value present)."""
     arr = labels.array.ravel()
     counts = np.bincount(arr if arr.dtype.kind == "u" and arr.dtype.itemsize <= 4 else arr.clip(0).astype(np.int64))
-    return {lab.name: lab.value for lab in labels.labels if lab.value < len(counts) and counts[lab.value] > 0}
+    values = [int(v) for v in np.flatnonzero(counts) if v > 0]
+    return {lab.name: lab.value for lab in labels.labels if lab.value < len(counts) and counts[lab.value] > 0}, values
 
 
 def _union(labels, names, present) -> np.ndarray | None:
@@ -197,21 +201,21 @@ def measure_annulus(labels=None, ct=None, *, hinge_points_lps=None, calcium_hu: 
                                 hint="e.g. --hinge 10,2,-3 -8,5,1 0,-12,2")
         if np.linalg.norm(np.cross(hinge[1] - hinge[0], hinge[2] - hinge[0])) < 1.0:
             raise SurgtwinError("the three hinge points are (nearly) on one line: they define no plane")
-    present = _present(labels) if labels is not None else {}
-    ctx = _Context(grid.affine, grid.shape, ct, calcium_hu)
+    present, values = _present(labels) if labels is not None else ({}, [])
+    ctx = MeasureContext(grid.affine, grid.shape, ct, calcium_hu)
     root = aorta = lv = None
     if labels is not None:
         root = _union(labels, ROOT_NAMES, present)
         aorta = _union(labels, AORTA_NAMES, present)
         lv = _union(labels, LV_NAMES, present)
         if aorta is None:
-            nonzero = [v for v in present.values() if v > 0]
-            if len(nonzero) == 1 or (len(nonzero) == 0 and np.any(labels.array > 0)):
+            if len(values) == 1:
                 aorta = labels.array > 0
                 ctx.sources["mask"] = "binary mask (every non-zero voxel)"
             elif hinge is None:
                 raise SurgtwinError(
-                    "the label map has no aortic_root or aorta label", path=labels.metadata.get("path"),
+                    f"the label map has no aortic_root or aorta label ({len(values)} unnamed or other labels)",
+                    path=labels.metadata.get("path"),
                     hint="give a binary aorta (+ root) mask, a label table naming aortic_root/aorta, or three hinge points")
         else:
             ctx.sources["mask"] = "labels: " + ", ".join(n for n in AORTA_NAMES if n in present)
@@ -233,89 +237,27 @@ def measure_annulus(labels=None, ct=None, *, hinge_points_lps=None, calcium_hu: 
         for side, names in CORONARY_NAMES.items():
             cmask = _union(labels, names, present)
             if cmask is not None and ctx.lumen is not None:
-                found = _ostium_from_label(ctx, cmask, m)
+                found = ostium_from_label(ctx, cmask, m)
                 if found is not None:
                     cor[side] = found
     if len(cor) < 2 and ct is not None and ctx.lumen is not None:
-        for side, found in _ostia_from_ct(ctx, m).items():
+        for side, found in ostia_from_ct(ctx, m).items():
             cor.setdefault(side, found)
     m.coronary = {s: cor[s] for s in ("left", "right") if s in cor}
     if not m.coronary:
         m.warnings.append("coronary ostia not found (no coronary labels and no CT, or no vessel leaving the root)")
     check(cancel)
     calc = _union(labels, CALCIUM_NAMES, present) if labels is not None else None
-    m.calcium = _calcium(ctx, m, calc)
+    m.calcium = calcium_by_sector(ctx, m, calc)
     m.sources.update(ctx.sources)
     report(progress, 1.0, "tavr: measured")
     return m
 
 
-# -- context: the crop, fields and lumen mask ----------------------------------------------------------
-
-
-class _Context:
-    def __init__(self, affine, shape, ct, calcium_hu):
-        self.affine = np.asarray(affine, float)
-        self.shape = tuple(shape)
-        self.ct = ct
-        self.calcium_hu = float(calcium_hu)
-        self.sources: dict = {}
-        self.crop: tuple | None = None  # slices of the working region
-        self.lumen: np.ndarray | None = None  # aorta (+ LV) lumen mask on the crop
-        self.aorta_field: geo.Field | None = None  # field for sections above the annulus
-        self.level_mode = "mask"  # or "ct"
-        self.ct_level: float | None = None
-        self._d_out = None
-
-    @property
-    def d_out(self) -> np.ndarray:
-        """Distance (mm) from the lumen mask, on the crop (computed once)."""
-        if self._d_out is None:
-            from scipy.ndimage import distance_transform_edt
-
-            self._d_out = distance_transform_edt(~self.lumen, sampling=geo.spacing_of(self.crop_affine))
-        return self._d_out
-
-    @property
-    def crop_affine(self) -> np.ndarray:
-        return geo.crop_affine(self.affine, self.crop)
-
-    def set_crop_around(self, mask: np.ndarray, margin_mm: float) -> None:
-        sp = geo.spacing_of(self.affine)
-        self.crop = geo.crop_slices(mask, np.ceil(margin_mm / sp).astype(int), self.shape)
-
-    def set_crop_box(self, centre_lps, half_mm: float) -> None:
-        inv = np.linalg.inv(self.affine)
-        c = inv[:3, :3] @ np.asarray(centre_lps, float) + inv[:3, 3]
-        h = half_mm / geo.spacing_of(self.affine)
-        lo = np.clip(np.floor(c - h), 0, np.array(self.shape) - 1).astype(int)
-        hi = np.clip(np.ceil(c + h) + 1, 1, self.shape).astype(int)
-        self.crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=False))
-
-    def points(self, mask_crop: np.ndarray) -> np.ndarray:
-        a = self.crop_affine
-        return np.argwhere(mask_crop) @ a[:3, :3].T + a[:3, 3]
-
-
-def _interface_points(a: np.ndarray, b: np.ndarray, affine) -> np.ndarray:
-    """Midpoints (LPS) between face-adjacent voxels of masks a and b."""
-    pts = []
-    for ax in range(3):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[ax], hi[ax] = slice(0, -1), slice(1, None)
-        for x, y in ((a, b), (b, a)):
-            idx = np.argwhere(x[tuple(lo)] & y[tuple(hi)]).astype(float)
-            idx[:, ax] += 0.5
-            pts.append(idx)
-    idx = np.concatenate(pts)
-    return idx @ affine[:3, :3].T + affine[:3, 3]
-
-
 # -- annulus plane and contour -----------------------------------------------------------------------
 
 
-def _annulus_from_plane(ctx: _Context, fld: geo.Field, centre, normal, method: str, *, level_mode="mask",
+def _annulus_from_plane(ctx: MeasureContext, fld: geo.Field, centre, normal, method: str, *, level_mode="mask",
                         hint_radius=None) -> TavrMeasurement:
     """Contour, perimeter, area and calipers of ``fld`` on the plane (centre, normal)."""
     u0, v0 = geo.plane_basis(normal)
@@ -355,11 +297,11 @@ def _annulus_from_plane(ctx: _Context, fld: geo.Field, centre, normal, method: s
                            area_mm2=abs(geo.polygon_area(poly)), diameter_min_mm=cal["min"], diameter_max_mm=cal["max"])
 
 
-def _from_labels(ctx: _Context, root, aorta, lv, *, cancel=None) -> TavrMeasurement | None:
+def _from_labels(ctx: MeasureContext, root, aorta, lv, *, cancel=None) -> TavrMeasurement | None:
     """The annulus on the root / left-ventricle interface (None when they barely touch)."""
     ctx.set_crop_around(root, 25.0)
     sl = ctx.crop
-    pts = _interface_points(root[sl], lv[sl], ctx.crop_affine)
+    pts = interface_points(root[sl], lv[sl], ctx.crop_affine)
     if len(pts) < 30:
         ctx.crop = None
         return None
@@ -377,7 +319,7 @@ def _from_labels(ctx: _Context, root, aorta, lv, *, cancel=None) -> TavrMeasurem
     return m
 
 
-def _from_hinges(ctx: _Context, hinge, aorta, lv, *, progress=None, cancel=None) -> TavrMeasurement:
+def _from_hinges(ctx: MeasureContext, hinge, aorta, lv, *, progress=None, cancel=None) -> TavrMeasurement:
     c = hinge.mean(0)
     n = np.cross(hinge[1] - hinge[0], hinge[2] - hinge[0])
     n /= np.linalg.norm(n)
@@ -403,7 +345,7 @@ def _from_hinges(ctx: _Context, hinge, aorta, lv, *, progress=None, cancel=None)
             n = -n
         ctx.set_crop_box(c, 60.0)
         sl = ctx.crop
-        ctf = geo.Field(_smooth_ct(ctx.ct.array[sl], ctx.crop_affine), ctx.crop_affine)
+        ctf = geo.Field(smooth_ct(ctx.ct.array[sl], ctx.crop_affine), ctx.crop_affine)
         m = _annulus_from_plane(ctx, ctf, c, n, "hinge-ct", level_mode="ct", hint_radius=radius)
         ctx.lumen = _ct_lumen(ctx, ctf, m)
         ctx.aorta_field = geo.Field(geo.smooth_mask(ctx.lumen, ctx.crop_affine, SIGMA_MM), ctx.crop_affine)
@@ -416,19 +358,13 @@ def _from_hinges(ctx: _Context, hinge, aorta, lv, *, progress=None, cancel=None)
     return m
 
 
-def _inside_crop(ctx: _Context, p) -> bool:
+def _inside_crop(ctx: MeasureContext, p) -> bool:
     inv = np.linalg.inv(ctx.affine)
     k = inv[:3, :3] @ np.asarray(p, float) + inv[:3, 3]
     return all(s.start <= x < s.stop for s, x in zip(ctx.crop, k, strict=False))
 
 
-def _smooth_ct(arr, affine) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(arr.astype(np.float32), SIGMA_MM / geo.spacing_of(affine), mode="nearest")
-
-
-def _ct_lumen(ctx: _Context, ctf: geo.Field, m: TavrMeasurement) -> np.ndarray:
+def _ct_lumen(ctx: MeasureContext, ctf: geo.Field, m: TavrMeasurement) -> np.ndarray:
     """The aortic lumen from the CT (no label): above-level voxels connected to the annulus centre,
     opened by a 3 mm ball (EDT erosion + dilation) so that the coronaries are cut off."""
     from scipy.ndimage import distance_transform_edt, label
@@ -451,140 +387,8 @@ def _ct_lumen(ctx: _Context, ctf: geo.Field, m: TavrMeasurement) -> np.ndarray:
     return opened & comp
 
 
-# -- binary mask: find the root's proximal end ---------------------------------------------------------
-
-
-@dataclass
-class _End:
-    point_idx: np.ndarray  # global voxel index of the end
-    touches_border: bool
-    axis: np.ndarray | None
-    widen: float
-    narrow: float
-    d_end_mm: float
-    root_like: bool
-    comp: int
-    side: str  # "superior"/"inferior"/... of the end for messages
-
-
-def _describe_side(axis_out) -> str:
-    names = (("left", "right"), ("posterior", "anterior"), ("superior", "inferior"))
-    k = int(np.argmax(np.abs(axis_out)))
-    return names[k][0] if axis_out[k] > 0 else names[k][1]
-
-
-def _directions(n: int) -> np.ndarray:
-    """``n`` nearly uniform unit vectors (Fibonacci sphere)."""
-    k = np.arange(n) + 0.5
-    z = 1 - 2 * k / n
-    phi = np.pi * (1 + 5 ** 0.5) * k
-    r = np.sqrt(1 - z * z)
-    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
-
-
-def _cap_axis(sub: np.ndarray, aff: np.ndarray, d: np.ndarray) -> np.ndarray | None:
-    """The vessel axis at a mask end, pointing into the vessel: the direction along which the
-    end's first 2 mm hold the most voxels (a cut end is a flat cap; found on a sphere of directions,
-    then refined)."""
-    near = np.isfinite(d) & (d <= 25.0)
-    far = np.isfinite(d) & (d >= 20.0) & (d <= 35.0)
-    if near.sum() < 10 or far.sum() < 10:
-        return None
-    pts = np.argwhere(near) @ aff[:3, :3].T
-    rough = aff[:3, :3] @ (np.argwhere(far).mean(0) - np.argwhere(d <= 5.0).mean(0))
-    rough /= np.linalg.norm(rough)
-    pts = pts[:: max(1, len(pts) // 20000)]
-    weight = max(1, len(np.argwhere(near)) // max(len(pts), 1))
-
-    def best(dirs):
-        t = pts @ dirs.T
-        count = (t <= t.min(0) + 2.0).sum(0)
-        return dirs[int(np.argmax(count))], int(count.max()) * weight
-
-    dirs = _directions(3000)
-    dirs = dirs[dirs @ rough > 0.0]
-    n, _ = best(dirs)
-    for spread in (0.12, 0.04):
-        local = _directions(600)
-        local = local[local[:, 2] > 0]
-        u, v = geo.plane_basis(n)
-        cand = n + spread * (local[:, :1] * u + local[:, 1:2] * v)
-        cand = np.vstack([n, cand / np.linalg.norm(cand, axis=1, keepdims=True)])
-        n, _ = best(cand)
-    return n
-
-
-def _end_profile(ctx: _Context, sub: np.ndarray, aff: np.ndarray, d: np.ndarray, end_idx) -> tuple:
-    """(axis, widen, narrow, end diameter, t0) of a mask end from planar slabs along its axis."""
-    n = _cap_axis(sub, aff, d)
-    if n is None:
-        return None, 0.0, 1.0, 0.0, 0.0
-    pts_idx = np.argwhere(np.isfinite(d) & (d <= 70.0))
-    dd = d[tuple(pts_idx.T)]
-    pts = pts_idx @ aff[:3, :3].T + aff[:3, 3]
-    vox = abs(np.linalg.det(aff[:3, :3]))
-    t = pts @ n
-    t0 = float(t[dd <= 10.0].min())
-    edges = np.arange(t0, t0 + 55.0, 1.0)
-    counts, _ = np.histogram(t, bins=edges)
-    area = counts * vox  # per 1 mm slab
-    if np.count_nonzero(area) < 40:
-        return n, 0.0, 1.0, 0.0, t0
-    a_end = float(np.median(area[1:3]))
-    ip = 3 + int(np.argmax(area[3:30]))
-    a_peak = float(area[ip])
-    a_after = float(area[ip:ip + 20].min())
-    return n, a_peak / max(a_end, 1e-6), a_after / max(a_peak, 1e-6), 2 * np.sqrt(a_end / np.pi), t0
-
-
-def _find_root_end(ctx: _Context, mask: np.ndarray, *, cancel=None):
-    from scipy.ndimage import find_objects, label
-
-    sp = geo.spacing_of(ctx.affine)
-    vox_ml = abs(np.linalg.det(ctx.affine[:3, :3])) / 1000.0
-    lab, ncomp = label(mask, structure=np.ones((3, 3, 3)))
-    if ncomp == 0:
-        raise SurgtwinError("the aorta mask is empty")
-    sizes = np.bincount(lab.ravel())[1:]
-    keep = [i + 1 for i in np.argsort(-sizes) if sizes[i] >= max(0.05 * sizes.max(), 1.0 / vox_ml)][:4]
-    boxes = find_objects(lab)
-    ends: list[_End] = []
-    shape = np.array(ctx.shape)
-    for c in keep:
-        check(cancel)
-        box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, shape[a])) for a, s in enumerate(boxes[c - 1]))
-        sub = lab[box] == c
-        aff = geo.crop_affine(ctx.affine, box)
-        off = np.array([s.start for s in box])
-        first = np.argwhere(sub)[0]
-        d0 = geo.geodesic_distance(sub, sp, first)
-        a_idx = np.unravel_index(int(np.argmax(np.where(np.isfinite(d0), d0, -1))), sub.shape)
-        da = geo.geodesic_distance(sub, sp, np.array(a_idx))
-        b_idx = np.unravel_index(int(np.argmax(np.where(np.isfinite(da), da, -1))), sub.shape)
-        db = geo.geodesic_distance(sub, sp, np.array(b_idx))
-        for e_idx, d in ((a_idx, da), (b_idx, db)):
-            near = np.argwhere(np.isfinite(d) & (d <= 8.0)) + off
-            touches = bool(np.any(near == 0) or np.any(near == shape - 1))
-            axis, widen, narrow, d_end, _ = _end_profile(ctx, sub, aff, d, e_idx)
-            root_like = (axis is not None and widen >= 1.15 and narrow <= 0.97 and 12.0 <= d_end <= 40.0)
-            side = _describe_side(-axis) if axis is not None else "end"
-            ends.append(_End(np.array(e_idx) + off, touches, axis, widen, narrow, d_end, root_like, c, side))
-    good = [e for e in ends if e.root_like and not e.touches_border]
-    if good:
-        return max(good, key=lambda e: e.widen), lab
-    cut = [e for e in ends if e.touches_border]
-    if cut:
-        where = ", ".join(sorted({e.side for e in cut}))
-        raise SurgtwinError(
-            f"the aortic root is not in the field of view: the aorta mask is cut by the scan boundary at its {where} "
-            "end, and no other end of it widens into the sinuses of Valsalva like an aortic root",
-            hint="use a scan that includes the heart and the aortic valve, or give three hinge points")
-    raise SurgtwinError("no end of the aorta mask looks like an aortic root (no widening into the sinuses of Valsalva)",
-                        hint="give a label map with aortic_root and left_ventricle, or three hinge points")
-
-
-def _from_mask(ctx: _Context, mask: np.ndarray, *, cancel=None) -> TavrMeasurement:
-    end, lab = _find_root_end(ctx, mask, cancel=cancel)
+def _from_mask(ctx: MeasureContext, mask: np.ndarray, *, cancel=None) -> TavrMeasurement:
+    end, lab = find_root_end(ctx, mask, cancel=cancel)
     comp = lab == end.comp
     n = end.axis
     # crop: the component's voxels within ~60 mm of the end (plus margin)
@@ -625,7 +429,7 @@ def _from_mask(ctx: _Context, mask: np.ndarray, *, cancel=None) -> TavrMeasureme
 # -- root sections: sinus and STJ ------------------------------------------------------------------------
 
 
-def _root_sections(ctx: _Context, m: TavrMeasurement) -> None:
+def _root_sections(ctx: MeasureContext, m: TavrMeasurement) -> None:
     fld = ctx.aorta_field
     if fld is None:
         return
@@ -665,182 +469,3 @@ def _root_sections(ctx: _Context, m: TavrMeasurement) -> None:
         m.stj_diameter_mm, m.stj_height_mm = float(d_a[j]), float(w[j])
 
 
-# -- coronary ostia --------------------------------------------------------------------------------------
-
-
-def _lower_edge(ctx: _Context, indicator: np.ndarray, region: np.ndarray, m: TavrMeasurement, source: str,
-                sigma_mm: float = 0.5) -> dict | None:
-    """The lowest point (above the annulus plane) of the 0.5 surface of ``indicator`` near ``region``
-    (both on the crop)."""
-    from scipy.ndimage import binary_dilation
-
-    if region.sum() < 3:
-        return None
-    box = geo.crop_slices(region, 4, region.shape)
-    aff = geo.crop_affine(ctx.crop_affine, box)
-    f = geo.smooth_mask(indicator[box], aff, sigma_mm)
-    near = binary_dilation(region[box], iterations=1)
-    p, _ = geo.iso_points(f, aff, near & (f > 0.1) & (f < 0.9))
-    if len(p) < 3:
-        return None
-    h = m.height_of(p)
-    i = int(np.argmin(h))
-    centre = ctx.points(region).mean(0)
-    return {"height_mm": float(h[i]), "lower_edge_lps": p[i], "centre_lps": centre, "source": source}
-
-
-def _ostium_from_label(ctx: _Context, cmask: np.ndarray, m: TavrMeasurement) -> dict | None:
-
-    c = cmask[ctx.crop]
-    if not c.any():
-        return None
-    region = c & (ctx.d_out <= 2.0)
-    h = m.height_of(ctx.points(region)) if region.any() else np.array([])
-    if not region.any() or np.all(h < -2.0):
-        return None
-    return _lower_edge(ctx, c, region, m, "label")
-
-
-def _ostia_from_ct(ctx: _Context, m: TavrMeasurement) -> dict:
-    """Contrast-filled vessels leaving the aorta mask between the annulus and the STJ."""
-    from scipy.ndimage import distance_transform_edt, label
-
-    sl = ctx.crop
-    aff = ctx.crop_affine
-    sp = geo.spacing_of(aff)
-    ct = _smooth_ct(ctx.ct.array[sl], aff)
-    lumen = ctx.lumen
-    inner = distance_transform_edt(lumen, sampling=sp) >= 2.0
-    hts = _plane_heights(aff, lumen.shape, m)
-    zone = inner & (hts >= 1.0)
-    lumen_hu = float(np.median(ct[zone])) if zone.any() else float(np.median(ct[lumen]))
-    level = max(150.0, 0.5 * (lumen_hu + 100.0))
-    bright = ct >= level
-    d_out = ctx.d_out
-    top = (m.stj_height_mm or 20.0) + 5.0
-    band = bright & ~lumen & (d_out > 1.5) & (d_out <= 6.0) & (hts > 2.0) & (hts < top)
-    lab, n = label(bright & ~lumen & (d_out <= 6.0) & (hts > 2.0) & (hts < top), structure=np.ones((3, 3, 3)))
-    found = []
-    touching = set(np.unique(lab[(d_out > 0) & (d_out <= 1.0 * sp.max())]).tolist()) - {0}
-    for c in touching:
-        far = band & (lab == c)
-        nvox = int(far.sum())
-        if nvox * float(np.prod(sp)) < 4.0:
-            continue
-        # a thin shell around the whole root (partial volume) is not a vessel: it spans all directions
-        pts = ctx.points(far)
-        rel = pts - m.centre_lps
-        ang = np.arctan2(rel @ m.v_lps, rel @ m.u_lps)
-        spread = float(np.abs(np.exp(1j * ang).mean()))
-        if spread < 0.6:
-            continue
-        found.append((nvox, c, far))
-    found.sort(key=lambda x: -x[0])
-    out = {}
-    cand = []
-    for _, _c, far in found[:2]:
-        region = far & (d_out <= 3.0)
-        if region.sum() < 3:
-            region = far
-        e = _lower_edge(ctx, bright, region, m, f"ct >= {level:.0f} HU")
-        if e is not None:
-            cand.append(e)
-    if not cand:
-        return out
-    lp = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)  # toward the patient's left-posterior
-    score = [float((e["centre_lps"] - m.centre_lps) @ lp) for e in cand]
-    order = np.argsort(score)
-    if len(cand) == 2:
-        out["right"], out["left"] = cand[order[0]], cand[order[1]]
-    else:
-        out["left" if score[0] > 0 else "right"] = cand[0]
-    return out
-
-
-# -- calcium ---------------------------------------------------------------------------------------------
-
-
-def _sector_frame(m: TavrMeasurement, coronary: dict) -> tuple[dict, str]:
-    """Centre angles (radians, in the (u, v) plane) of the three 120-degree sectors and a text."""
-
-    def ang(p):
-        d = np.asarray(p, float) - m.centre_lps
-        return float(np.arctan2(d @ m.v_lps, d @ m.u_lps))
-
-    left_dir = ang(m.centre_lps + np.array([1.0, 0.0, 0.0]))
-    two = 2 * np.pi / 3
-    if "right" in coronary:
-        r = ang(coronary["right"]["centre_lps"])
-        target = ang(coronary["left"]["centre_lps"]) if "left" in coronary else left_dir
-        cands = [r + two, r - two]
-        lft = min(cands, key=lambda a: abs(np.angle(np.exp(1j * (a - target)))))
-        non = r - two if lft == r + two else r + two
-        return ({"right_coronary": r, "left_coronary": lft, "non_coronary": non},
-                "sectors of 120 degrees centred on the right coronary ostium direction (then left, non-coronary)")
-    if "left" in coronary:
-        lft = ang(coronary["left"]["centre_lps"])
-        ant = ang(m.centre_lps + np.array([0.0, -1.0, 0.0]))
-        cands = [lft + two, lft - two]
-        r = min(cands, key=lambda a: abs(np.angle(np.exp(1j * (a - ant)))))
-        non = lft - two if r == lft + two else lft + two
-        return ({"right_coronary": r, "left_coronary": lft, "non_coronary": non},
-                "sectors of 120 degrees centred on the left coronary ostium direction (then right, non-coronary)")
-    a = ang(m.centre_lps + np.array([0.0, -1.0, 0.0]))
-    cands = [a + two, a - two]
-    lp = min(cands, key=lambda x: abs(np.angle(np.exp(1j * (x - left_dir)))))
-    rp = a - two if lp == a + two else a + two
-    return ({"anterior": a, "left_posterior": lp, "right_posterior": rp},
-            "sectors of 120 degrees centred on the patient's anterior direction projected on the annulus plane "
-            "(coronary ostia unknown)")
-
-
-def _plane_heights(aff: np.ndarray, shape, m: TavrMeasurement, direction=None) -> np.ndarray:
-    """(x - centre) . direction (default the normal) at every voxel of a grid, by broadcasting."""
-    d = m.normal_lps if direction is None else np.asarray(direction, float)
-    step = aff[:3, :3].T @ d  # change per index step along each axis
-    base = float((aff[:3, 3] - m.centre_lps) @ d)
-    k, j, i = (np.arange(n, dtype=np.float64) for n in shape)
-    return base + step[0] * k[:, None, None] + step[1] * j[None, :, None] + step[2] * i[None, None, :]
-
-
-def _calcium(ctx: _Context, m: TavrMeasurement, calc_label) -> dict:
-
-    sl = ctx.crop
-    aff = ctx.crop_affine
-    geo.spacing_of(aff)
-    vox_mm3 = float(abs(np.linalg.det(aff[:3, :3])))
-    shape = tuple(s.stop - s.start for s in sl)
-    h = _plane_heights(aff, shape, m)
-    top = m.stj_height_mm if m.stj_height_mm is not None else 20.0
-    region = (h >= -5.0) & (h <= top)
-    if ctx.lumen is not None:
-        region &= ctx.d_out <= 3.0
-        where = "within 3 mm of the aortic lumen"
-    else:
-        rad = np.sqrt(np.maximum(_plane_heights(aff, shape, m, m.u_lps) ** 2
-                                 + _plane_heights(aff, shape, m, m.v_lps) ** 2, 0.0))
-        region &= rad <= 0.5 * m.diameter_max_mm + 3.0
-        where = "within the annulus radius + 3 mm of the axis"
-    if calc_label is not None and calc_label[sl].any():
-        cal = calc_label[sl] & region
-        source, thr = "label: calcification", None
-    elif ctx.ct is not None:
-        thr = ctx.calcium_hu
-        cal = (ctx.ct.array[sl] >= thr) & region
-        source = f"CT >= {thr:.0f} HU (contrast CT threshold: Jilaihawi et al. 2014)"
-    else:
-        return {"source": "none (no calcification label and no CT)", "total_mm3": None, "sectors": {}}
-    centres, text = _sector_frame(m, m.coronary)
-    sec = {name: 0.0 for name in centres}
-    if cal.any():
-        r = ctx.points(cal) - m.centre_lps
-        a = np.arctan2(r @ m.v_lps, r @ m.u_lps)
-        names = list(centres)
-        diff = np.stack([np.abs(np.angle(np.exp(1j * (a - centres[nm])))) for nm in names], 1)
-        pick = np.argmin(diff, 1)
-        for i, nm in enumerate(names):
-            sec[nm] = float((pick == i).sum() * vox_mm3)
-    return {"source": source, "threshold_hu": thr, "region": f"{where}, from 5 mm below the annulus to "
-            f"{top:.1f} mm above it", "total_mm3": float(cal.sum() * vox_mm3), "sectors": sec,
-            "sector_centres_deg": {nm: float(np.degrees(v)) for nm, v in centres.items()},
-            "sector_reference": text}

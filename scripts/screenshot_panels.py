@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
         settle(app, win)
         panel.stent()
         settle(app, win)
-        win.views.view3d.standard_view("A")
+        panel.focus()
     else:
         panel.measure()
         settle(app, win)

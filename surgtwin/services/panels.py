@@ -69,4 +69,5 @@ def default_registry() -> PanelRegistry:
                   tab_with="tools"),
         PanelSpec("fem", "Simulation", "surgtwin.ui.fem_panel:FemPanel", "right", 50, "Ctrl+5", tab_with="tools"),
         PanelSpec("flow", "Blood flow", "surgtwin.ui.flow_panel:FlowPanel", "right", 60, "Ctrl+6", tab_with="tools"),
+        PanelSpec("tavr", "TAVR", "surgtwin.ui.tavr_panel:TavrPanel", "right", 70, "Ctrl+7", tab_with="tools"),
     ])

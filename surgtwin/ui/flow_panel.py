@@ -29,10 +29,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from surgtwin.ui.see_through import SeeThroughToggle
+
 TREE = "aorta"
 #: the stented tree is drawn beside the original, shifted along L by the tree's width plus this gap
 SIDE_BY_SIDE_GAP_MM = 30.0
 STENOSIS_COLOUR = "#ffb454"
+
+
+def short_name(vessel: str) -> str:
+    """A vessel's name for a narrow table column: "iliac_artery_left-2" -> "iliac L 2"."""
+    text = vessel.replace("_artery", "").replace("_left", " L").replace("_right", " R").replace("-", " ")
+    return text.replace("_", " ")
 
 
 class FlowPanel(QWidget):
@@ -84,10 +92,8 @@ class FlowPanel(QWidget):
         self.field.addItems(["pressure", "flow", "off"])
         self.field.currentTextChanged.connect(lambda *_: self.show_results())
         cm.addWidget(self.field, 1)
-        self.see_through = QCheckBox("See-through anatomy", self)
+        self.see_through = SeeThroughToggle(session, self)
         self.see_through.setObjectName("flowSeeThrough")
-        self.see_through.setToolTip("Draw every structure nearly transparent in 3D so the tree shows")
-        self.see_through.toggled.connect(self._see_through)
         cm.addWidget(self.see_through)
         lay.addLayout(cm)
         self.table = QTableWidget(0, 7, self)
@@ -152,18 +158,17 @@ class FlowPanel(QWidget):
         out.apply_to(self.session.case)
         self.show_results()
         self.see_through.setChecked(True)  # the tree runs inside the anatomy
+        self.focus()
 
-    def _see_through(self, on: bool) -> None:
-        """All structures at 12 % opacity in 3D (on) or back to what they were (off)."""
-        if on:
-            self._opacity = {v: d.opacity_3d for v, d in self.session.display.items()}
-            for v in self._opacity:
-                self.session.set_structure(v, opacity_3d=min(self._opacity[v], 0.12))
-        else:
-            for v, op in getattr(self, "_opacity", {}).items():
-                if v in self.session.display:
-                    self.session.set_structure(v, opacity_3d=op)
-            self._opacity = {}
+    def focus(self) -> None:
+        """The 3D camera on the tree(s) from the front."""
+        objs = [o for k, o in self.session.overlays.items() if k[0] == "flow"]
+        if not objs:
+            return
+        pts = np.vstack([o.vertices for o in objs])
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        extent = float(np.max(hi - lo))
+        self.ctx.views.view3d.look_at((lo + hi) / 2, (0.0, -1.0, 0.0), distance_mm=2.2 * extent)
 
     # -- results --------------------------------------------------------------------------------
     def _on_item(self, key: str) -> None:
@@ -223,7 +228,7 @@ class FlowPanel(QWidget):
         bold.setBold(True)
         for r, row in enumerate(rows):
             st = f"{row['stenosis_percent']:.0f} %" if row["stenosis"] else ""
-            cells = [row["vessel"], st, f"{row['mean_flow_ml_s']:.1f}"]
+            cells = [short_name(row["vessel"]), st, f"{row['mean_flow_ml_s']:.1f}"]
             if b is None:
                 cells += [f"{row['pressure_drop_mmhg']:.2f}", f"{row['pressure_ratio']:.3f}"]
             else:
@@ -241,7 +246,6 @@ class FlowPanel(QWidget):
                 self.table.setItem(r, c, cell)
         head = self.table.horizontalHeader()
         head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         inflow = float(a.arrays["inflow_ml_s"])
         lines = [f"Inflow {inflow:.1f} ml/s ({inflow * 0.06:.2f} L/min), "
                  f"{'pulsatile' if int(a.arrays['pulsatile']) else 'steady'}; {len(a.graph.branches)} branches, "

@@ -68,6 +68,14 @@ class ObliqueView(QWidget):
         sx, sy = rect.width() / n, rect.height() / n
         return [QPointF(rect.x() + (col + 0.5) * sx, rect.y() + (row + 0.5) * sy) for row, col in rc]
 
+    @staticmethod
+    def _label(p: QPainter, at: QPointF, text: str, colour) -> None:
+        """Text on a dark box, readable over the bright contrast lumen."""
+        r = p.fontMetrics().boundingRect(text)
+        p.fillRect(QRectF(at.x() - 2, at.y() - r.height() + 2, r.width() + 4, r.height() + 2), QColor(0, 0, 0, 170))
+        p.setPen(QColor(colour))
+        p.drawText(at, text)
+
     def paintEvent(self, _event) -> None:  # noqa: N802
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#000000"))
@@ -93,13 +101,13 @@ class ObliqueView(QWidget):
             p.setPen(QPen(QColor(colour), 1.5, Qt.PenStyle.DashLine))
             p.drawLine(qa, qb)
             if text:
-                p.setPen(QColor(colour))
-                p.drawText(qb + QPointF(4, -4), text)
-        p.setPen(QColor("#d8dee9"))
+                self._label(p, qb + QPointF(4, -4), text, colour)
         p.setFont(QFont(self.font().family(), 9))
         if self.caption:
-            p.drawText(QRectF(rect.x() + 6, rect.y() + 4, rect.width() - 12, 40),
-                       Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, self.caption)
+            box = QRectF(rect.x() + 4, rect.y() + 4, rect.width() * 0.62, 34)
+            p.fillRect(box, QColor(0, 0, 0, 170))
+            p.setPen(QColor("#d8dee9"))
+            p.drawText(box.adjusted(4, 2, -4, -2), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, self.caption)
         # a 10 mm scale bar
         px = 10.0 / (2 * self.half) * rect.width()
         y = rect.bottom() - 10

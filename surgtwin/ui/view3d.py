@@ -235,6 +235,20 @@ class View3D(QWidget):
     def toggle_volume_rendering(self) -> None:
         self.vr_combo.setCurrentText("Off" if self.vr_combo.currentText() != "Off" else "Bone")
 
+    def look_at(self, centre, direction, *, distance_mm: float = 150.0, up=(0.0, 0.0, 1.0)) -> None:
+        """Point the camera at ``centre`` (LPS) from ``centre + distance * direction``."""
+        if self.plotter is None:
+            return
+        c = np.asarray(centre, float)
+        d = np.asarray(direction, float)
+        d = d / np.linalg.norm(d)
+        u = np.asarray(up, float)
+        if abs(float(d @ u)) > 0.95 * np.linalg.norm(u):
+            u = np.array([0.0, -1.0, 0.0])
+        self.plotter.camera_position = [tuple(c + distance_mm * d), tuple(c), tuple(u)]
+        self.plotter.reset_camera_clipping_range()
+        self.render()
+
     def standard_view(self, name: str) -> None:
         if self.painter is None:
             return

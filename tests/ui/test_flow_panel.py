@@ -23,7 +23,7 @@ def test_flow_panel_runs_shows_the_tree_and_a_virtual_stent(window, qtbot):
     assert "flow:aorta" in case.keys() and "centerlines:aorta" in case.keys()
     assert panel.table.rowCount() >= 3
     rows = [panel.table.item(r, 0).text() for r in range(panel.table.rowCount())]
-    assert "aorta" in rows and "iliac_artery_left" in rows
+    assert "aorta" in rows and "iliac L" in rows
     # the stenosis is found, offered for stenting and shown in the summary
     assert panel.stenosis.count() >= 1 and panel.stenosis.currentData() == "s0"
     assert "s0 aorta" in panel.summary.text() and "Pd/Pp" in panel.summary.text()

@@ -8,6 +8,8 @@ import numpy as np
 from surgtwin.core.plan import tavr_geometry as geo
 from surgtwin.core.plan.tavr_context import MeasureContext, plane_heights, smooth_ct
 
+MAX_OSTIUM_CONTACT_MM2 = 100.0
+
 # -- coronary ostia --------------------------------------------------------------------------------------
 
 
@@ -45,7 +47,10 @@ def ostium_from_label(ctx: MeasureContext, cmask: np.ndarray, m) -> dict | None:
 
 
 def ostia_from_ct(ctx: MeasureContext, m) -> dict:
-    """Contrast-filled vessels leaving the aorta mask between the annulus and the STJ."""
+    """Contrast-filled vessels leaving the aorta mask between the annulus and the STJ: bright (half-way
+    between the lumen and 100 HU) components outside the mask that touch it, reach 1.5-6 mm out, lie
+    on one side of the root and meet it over at most ``MAX_OSTIUM_CONTACT_MM2`` (a vessel, not an
+    adjacent chamber); the two largest, left = toward the patient's left-posterior."""
     from scipy.ndimage import distance_transform_edt, label
 
     sl = ctx.crop
@@ -75,7 +80,9 @@ def ostia_from_ct(ctx: MeasureContext, m) -> dict:
         rel = pts - m.centre_lps
         ang = np.arctan2(rel @ m.v_lps, rel @ m.u_lps)
         spread = float(np.abs(np.exp(1j * ang).mean()))
-        if spread < 0.6:
+        # the contact with the lumen (mm^2, from the one-voxel shell): an ostium, not a neighbouring chamber
+        contact_mm2 = float(((lab == c) & (d_out <= 1.0 * sp.max())).sum() * np.prod(sp) / sp.max())
+        if spread < 0.6 or contact_mm2 > MAX_OSTIUM_CONTACT_MM2:
             continue
         found.append((nvox, c, far))
     found.sort(key=lambda x: -x[0])

@@ -16,13 +16,11 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -30,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from surgtwin.ui.see_through import SeeThroughToggle
+from surgtwin.ui.widgets import note_label, scrolling_label
 
 TREE = "aorta"
 #: the stented tree is drawn beside the original, shifted along L by the tree's width plus this gap
@@ -104,20 +103,10 @@ class FlowPanel(QWidget):
         self.table.setMinimumHeight(170)
         self.table.itemSelectionChanged.connect(self._on_row)
         lay.addWidget(self.table, 1)
-        self.summary = QLabel("")
-        self.summary.setObjectName("flowSummary")
-        self.summary.setWordWrap(True)
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self.summary)
-        scroll.setMaximumHeight(110)
+        self.summary, scroll = scrolling_label(self, "flowSummary", max_height=110)
         lay.addWidget(scroll)
-        note = QLabel("Reduced-order (0D) planning estimate with population-average boundary conditions; "
-                      "not validated for clinical use.")
-        note.setStyleSheet("color: #8891a5;")
-        note.setWordWrap(True)
-        lay.addWidget(note)
+        lay.addWidget(note_label(self, "Reduced-order (0D) planning estimate with population-average boundary conditions; "
+                      "not validated for clinical use."))
         session.items_changed.connect(lambda key: self._on_item(key))
         session.volume_changed.connect(lambda *_: self.show_results())
         self.show_results()

@@ -16,12 +16,9 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QFrame,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QPushButton,
-    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -31,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from surgtwin.ui.oblique_view import ObliqueView
 from surgtwin.ui.see_through import SeeThroughToggle
+from surgtwin.ui.widgets import note_label, scrolling_label
 
 ANNULUS_COLOUR = (255, 216, 77)
 VALVE_COLOUR = (190, 200, 215)
@@ -134,23 +132,13 @@ class TavrPanel(QWidget):
         self.chart.setHorizontalHeaderLabels(["Size", "Range", "Oversizing", ""])
         dl.addWidget(self.chart, 1)
         self.tabs.addTab(dev, "Device")
-        self.result = QLabel("")
-        self.result.setObjectName("tavrResult")
-        self.result.setWordWrap(True)
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self.result)
-        scroll.setMaximumHeight(150)
+        self.result, scroll = scrolling_label(self, "tavrResult", max_height=150)
         lay.addWidget(scroll)
         self.see_through = SeeThroughToggle(session, self, focus=FOCUS, others=0.0)
         self.see_through.setObjectName("tavrSeeThrough")
         lay.addWidget(self.see_through)
-        note = QLabel("Planning aid: charts are representative (check the manufacturer's IFU); gradient and "
-                      "leak indicator are simplified estimates. Not for clinical use.")
-        note.setStyleSheet("color: #8891a5;")
-        note.setWordWrap(True)
-        lay.addWidget(note)
+        lay.addWidget(note_label(self, "Planning aid: charts are representative (check the manufacturer's IFU); gradient and "
+                      "leak indicator are simplified estimates. Not for clinical use."))
         self.family.currentIndexChanged.connect(lambda *_: self._family_changed())
         for w in (self.size,):
             w.currentIndexChanged.connect(lambda *_: self._valve_changed())

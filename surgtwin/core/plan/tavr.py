@@ -41,6 +41,13 @@ axis: centred on the right coronary ostium (right-, left-, non-coronary sectors)
 known, else on the patient's anterior direction (``anterior``, ``left_posterior``,
 ``right_posterior``).
 
+Modules: this one (the record, the annulus plane and contour, the root sections), ``tavr_ends`` (the
+root's end in a binary mask), ``tavr_anatomy`` (coronary ostia, calcium sectors), ``tavr_context`` (the
+crop and fields), ``tavr_geometry`` (reslices, contours, calipers, plane fits, geodesics) and
+``tavr_devices`` (charts, valve, gradient). The hinge-point path without labels (``hinge-ct``) takes the
+coronaries from a CT lumen opened by a 3 mm ball; an ostium beside another bright chamber may then go
+unfound (it is left out rather than guessed).
+
 Reference for the measurement definitions: Blanke P et al., SCCT expert consensus on CT for TAVI/TAVR,
 JACC Cardiovasc Imaging 2019;12:1-24. Planning aid, NOT FOR CLINICAL USE.
 """

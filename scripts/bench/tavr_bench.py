@@ -83,7 +83,7 @@ def run(runs: int = 3, mask: bool = False) -> dict:
     return fig
 
 
-def _show(fig: dict) -> None:
+def show(fig: dict) -> None:
     print(f"cardiac sample, median of {fig['runs']} runs")
     print(f"  baseline distance_transform_edt (aorta mask, whole grid): {fig['baseline_edt_s'] * 1e3:8.1f} ms")
     print(f"  baseline read labels.nii.gz:                               {fig['baseline_read_labels_s'] * 1e3:8.1f} ms")
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     fig = run(args.runs, args.mask)
-    _show(fig)
+    show(fig)
     if args.json:
         args.json.write_text(json.dumps(fig, indent=2))
     return 0 if fig["measure_labels_s"] <= fig["goal_s"] else 1

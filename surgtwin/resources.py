@@ -40,3 +40,10 @@ def sample_root() -> Path:
     if env:
         return Path(env)
     return _data_dir() / "samples"
+
+
+def instruments_dir() -> Path:
+    """Trajectory planning data: the instrument catalogue (``instruments.json``: name, diameter,
+    length, tip, source) and the default safety margins per structure (``margins.json``)
+    (``surgtwin/data/instruments``)."""
+    return _data_dir() / "instruments"

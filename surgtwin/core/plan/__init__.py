@@ -25,6 +25,11 @@ Public API
   ``size_family``, ``oversizing_percent``, ``anatomy_warnings``, ``place_valve(m, family, size, depth_mm)
   -> ValvePlacement``, ``default_depth_mm``, ``eoa_cm2``, ``mean_gradient``, ``prosthesis_mismatch``,
   ``pvl_risk``
+* trajectories (``clearance``, ``trajectory``, ``trajectory_suggest``): ``ClearanceMaps.for_labels(labels)``
+  (signed distance maps in mm per structure, cached per label content; ``distance(name, points)``),
+  ``instruments()``, ``instrument(name) -> Instrument``, ``default_margins(names)``, ``evaluate(maps, entry,
+  target, instrument, margins) -> TrajectoryMetrics`` (ms per pose), ``compare(a, b)``, ``resolve_target``,
+  ``pedicle_path(labels, level, side)``, ``suggest(maps, target, region, ...) -> Suggestions``
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ __all__ = [
     "measure_annulus", "TavrMeasurement", "sizing_charts", "size_valves", "size_family", "SizingResult",
     "oversizing_percent", "anatomy_warnings", "place_valve", "ValvePlacement", "default_depth_mm", "eoa_cm2",
     "mean_gradient", "prosthesis_mismatch", "pvl_risk",
+    "ClearanceMaps", "ClearanceMap", "Instrument", "instruments", "instrument", "default_margins", "evaluate",
+    "compare", "resolve_target", "pedicle_path", "PediclePath", "TrajectoryMetrics", "StructureClearance",
+    "suggest", "Suggestions", "entry_candidates",
 ]
 
 _LAZY = {
@@ -53,6 +61,11 @@ _LAZY = {
     **dict.fromkeys(("sizing_charts", "size_valves", "size_family", "SizingResult", "oversizing_percent",
                      "anatomy_warnings", "place_valve", "ValvePlacement", "default_depth_mm", "eoa_cm2", "mean_gradient",
                      "prosthesis_mismatch", "pvl_risk"), "surgtwin.core.plan.tavr_devices"),
+    **dict.fromkeys(("ClearanceMaps", "ClearanceMap"), "surgtwin.core.plan.clearance"),
+    **dict.fromkeys(("Instrument", "instruments", "instrument", "default_margins", "evaluate", "compare",
+                     "resolve_target", "pedicle_path", "PediclePath", "TrajectoryMetrics", "StructureClearance"),
+                    "surgtwin.core.plan.trajectory"),
+    **dict.fromkeys(("suggest", "Suggestions", "entry_candidates"), "surgtwin.core.plan.trajectory_suggest"),
 }
 
 

@@ -30,6 +30,10 @@ Public API
   ``instruments()``, ``instrument(name) -> Instrument``, ``default_margins(names)``, ``evaluate(maps, entry,
   target, instrument, margins) -> TrajectoryMetrics`` (ms per pose), ``compare(a, b)``, ``resolve_target``,
   ``pedicle_path(labels, level, side)``, ``suggest(maps, target, region, ...) -> Suggestions``
+* rehearsal (``rehearsal``, ``rehearsal_record``, ``rehearsal_score``): ``Rehearsal(plan, clearance, instrument=)``
+  (``advance``, ``retract``, ``pivot``, ``set_pose``, ``insert_at`` -> ``Readouts``; ``changed``/``collision``
+  signals), ``PlannedPath``, ``CollisionEvent``, ``AnalyticClearance``, ``run_script``, ``parse_script``,
+  ``Recording``, ``Replay``, ``score_recording -> Score``, ``ScoreSettings``, ``progress_table``
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ __all__ = [
     "ClearanceMaps", "ClearanceMap", "Instrument", "instruments", "instrument", "default_margins", "evaluate",
     "compare", "resolve_target", "pedicle_path", "PediclePath", "TrajectoryMetrics", "StructureClearance",
     "suggest", "Suggestions", "entry_candidates",
+    "Rehearsal", "PlannedPath", "Readouts", "CollisionEvent", "AnalyticClearance", "run_script", "parse_script",
+    "Recording", "Replay", "score_recording", "Score", "ScoreSettings", "progress_table",
 ]
 
 _LAZY = {
@@ -66,6 +72,10 @@ _LAZY = {
                      "resolve_target", "pedicle_path", "PediclePath", "TrajectoryMetrics", "StructureClearance"),
                     "surgtwin.core.plan.trajectory"),
     **dict.fromkeys(("suggest", "Suggestions", "entry_candidates"), "surgtwin.core.plan.trajectory_suggest"),
+    **dict.fromkeys(("Rehearsal", "PlannedPath", "Readouts", "CollisionEvent", "AnalyticClearance", "run_script",
+                     "parse_script"), "surgtwin.core.plan.rehearsal"),
+    **dict.fromkeys(("Recording", "Replay"), "surgtwin.core.plan.rehearsal_record"),
+    **dict.fromkeys(("score_recording", "Score", "ScoreSettings", "progress_table"), "surgtwin.core.plan.rehearsal_score"),
 }
 
 

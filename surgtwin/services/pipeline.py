@@ -339,7 +339,9 @@ STEPS = {
 }
 #: services modules that add their steps to ``STEPS`` with ``register_step`` when imported
 STEP_MODULES: tuple[str, ...] = ("surgtwin.services.implants", "surgtwin.services.simulate",
-                                  "surgtwin.services.flow", "surgtwin.services.tavr")
+                                  "surgtwin.services.flow", "surgtwin.services.tavr",
+                                  "surgtwin.services.trajectory",
+                                  "surgtwin.services.rehearsal")
 
 
 def register_step(step: Step) -> Step:

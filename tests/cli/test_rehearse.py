@@ -36,7 +36,7 @@ def test_scripted_rehearsals_progress_replay_list(saved, tmp_path, capsys):
     assert main(["rehearse", str(path), "--trajectory", "to-tumour", "--script", str(bad), "--trainee", "ann"]) == 0
     text = capsys.readouterr().out
     assert "ENTERED vessels" in text and "entered the margin of vessels" in text
-    assert "structure entries ['vessels']" in text
+    assert "structure entries (vessels)" in text
     assert [r["id"] for r in svc.rehearsals(pipeline.load_case(path))] == ["R1", "R2"]
 
     prog = tmp_path / "prog.json"

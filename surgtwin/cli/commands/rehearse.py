@@ -74,7 +74,8 @@ def print_score(score: dict) -> None:
         print(f"  {k:<11} {comps[k]:6.1f}  x {w[k]:.2f}")
     print(f"  final: tip to target {d['tip_to_target_mm']:.1f} mm, entry error {d['entry_error_mm']:.1f} mm, "
           f"line misses target by {d['target_error_mm']:.1f} mm, angle {d['angle_deg']:.1f} deg")
-    print(f"  safety: {d['n_enter']} structure entries {d['structures_entered'] or ''}, "
+    entered = f" ({', '.join(d['structures_entered'])})" if d["structures_entered"] else ""
+    print(f"  safety: {d['n_enter']} structure entries{entered}, "
           f"{d['n_enter_margin']} margin entries, worst penetration {d['worst_penetration_mm']:.1f} mm, "
           f"{d['time_in_margin_s']:.1f} s inside margins")
     print(f"  time {d['duration_s']:.1f} s (reference {d['reference_time_s']:.0f} s); "

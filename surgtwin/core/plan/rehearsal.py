@@ -70,7 +70,7 @@ from surgtwin.core.plan.trajectory import instrument as catalogue_instrument
 #: default safety margin (mm) for a structure without its own
 DEFAULT_MARGIN_MM = 2.0
 #: intermediate poses checked per command at most (sweep for collision events)
-MAX_SWEEP = 8
+MAX_SWEEP = 4
 #: event kinds, in the order a crossing produces them
 EVENT_KINDS = ("enter_margin", "enter", "exit", "exit_margin")
 CLEAR, MARGIN, INSIDE = 0, 1, 2
@@ -268,7 +268,7 @@ class Rehearsal:
 
     def __init__(self, plan: PlannedPath, clearance, *, instrument: Instrument | str | dict | None = None,
                  margins_mm: dict | None = None, default_margin_mm: float = DEFAULT_MARGIN_MM,
-                 clock: Callable[[], float] | None = None, sweep_step_mm: float = 1.0,
+                 clock: Callable[[], float] | None = None, sweep_step_mm: float = 2.0,
                  entry_lps=None, direction=None) -> None:
         self.plan = plan
         self.clearance = clearance

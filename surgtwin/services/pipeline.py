@@ -340,6 +340,7 @@ STEPS = {
 #: services modules that add their steps to ``STEPS`` with ``register_step`` when imported
 STEP_MODULES: tuple[str, ...] = ("surgtwin.services.implants", "surgtwin.services.simulate",
                                   "surgtwin.services.flow", "surgtwin.services.tavr",
+                                  "surgtwin.services.trajectory",
                                   "surgtwin.services.rehearsal")
 
 

@@ -13,6 +13,15 @@
 CT image (NIfTI/NRRD/MHA) with ``--labels`` (a binary aorta (+ root) mask, or a multi-label map with
 its ``--table``). It prints the annulus measurements, each family's chart with its recommendation and
 oversizing, the warnings, the predicted gradient and the paravalvular-leak indicator.
+    surgtwin plan trajectory CASE --target X,Y,Z|STRUCTURE[:deepest] [--entry X,Y,Z |
+                       --entry-region skin|skull[:X,Y,Z:RADIUS_MM] [--suggest K]] [--pedicle L4:left [--depth MM]]
+                       [--instrument NAME] [--margin STRUCTURE=MM ...] [--name N] [--id ID] [--json OUT]
+    surgtwin plan instruments [--json]
+
+``trajectory``: CASE is a ``.stwin`` case (the trajectory is saved into it) or a sample-case / DICOM
+folder with its labels (nothing saved). It prints the path's metrics per critical structure (clearance
+from the instrument's surface against its margin), the structures crossed and the entry angles, and
+with ``--entry-region`` the ranked suggestions; exit 0 when the planned path passes, 3 when not.
 
 ``implant`` and ``checks`` exit with 0 when every check passed and 3 when one failed (the table says
 which); a user error exits with 2 as everywhere.
@@ -74,6 +83,33 @@ def add_parser(sub):
     t.add_argument("--json", metavar="OUT", help="write the whole TAVR record as JSON")
     t.add_argument("--allow-stale", action="store_true", help="plan even if the case's labels are stale")
 
+    j = ps.add_parser("trajectory", help="plan a straight instrument path: metrics, auto-suggested safest entries",
+                      description="Trajectory planning (biopsy, DBS, ablation, EVD, pedicle): clearance of the "
+                                  "instrument's surface to each critical structure against its margin, structures "
+                                  "crossed, entry angles; auto-suggest from a skin/skull region. Margins are planning "
+                                  "defaults. NOT FOR CLINICAL USE.")
+    j.add_argument("case", help="NAME.stwin (the plan is saved into it) or a sample-case/DICOM folder with labels")
+    j.add_argument("--target", metavar="X,Y,Z|STRUCTURE", help="target point (LPS mm) or structure (its centroid; "
+                   "STRUCTURE:deepest for its most interior point)")
+    j.add_argument("--entry", metavar="X,Y,Z", help="entry point (LPS mm; write --entry=-40,0,0 when X is negative)")
+    j.add_argument("--entry-region", metavar="REGION[:X,Y,Z:RADIUS_MM]",
+                   help="suggest the entry on this surface (skin or a structure such as skull), optionally a patch")
+    j.add_argument("--suggest", type=int, default=3, metavar="K", help="with --entry-region: how many suggestions (3)")
+    j.add_argument("--pedicle", metavar="LEVEL:SIDE", help="a pedicle path, e.g. L4:left (entry and target on the "
+                   "pedicle axis; instrument jamshidi-11g unless given)")
+    j.add_argument("--depth", type=float, metavar="MM", help="with --pedicle: the path's depth (default 80%% of the "
+                   "bone chord)")
+    j.add_argument("--instrument", help="instrument (see: surgtwin plan instruments); default biopsy-needle-14g")
+    j.add_argument("--margin", action="append", default=[], metavar="STRUCTURE=MM",
+                   help="margin to a critical structure (repeatable), e.g. vessels=3; a negative one drops it")
+    j.add_argument("--name", help="a name for the trajectory")
+    j.add_argument("--id", help="the trajectory's id (an existing id is replaced)")
+    j.add_argument("--json", metavar="OUT", help="write the trajectory record as JSON")
+    j.add_argument("--allow-stale", action="store_true", help="plan even if the labels are stale")
+
+    n = ps.add_parser("instruments", help="the instrument catalogue and the default margins")
+    n.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
     f = ps.add_parser("families", help="the implant library: families, sizes, materials")
     f.add_argument("--json", action="store_true", help="print machine-readable JSON")
     return p
@@ -81,7 +117,7 @@ def add_parser(sub):
 
 def run(args) -> int:
     return {"implant": _implant, "checks": _checks, "remove": _remove, "families": _families,
-            "tavr": _tavr}[args.plan_command](args)
+            "tavr": _tavr, "trajectory": _trajectory, "instruments": _instruments}[args.plan_command](args)
 
 
 def _pose_arg(text: str | None):
@@ -331,7 +367,6 @@ def print_tavr(rec: dict) -> None:
 
 
 def _tavr(args) -> int:
-    import json
 
     from surgtwin.cli.progress_bar import ProgressBar
     from surgtwin.core.plan import tavr_devices
@@ -346,12 +381,152 @@ def _tavr(args) -> int:
             "cardiac_output_l_min": args.cardiac_output, "heart_rate_bpm": args.heart_rate, "bsa_m2": args.bsa,
             "bmi": args.bmi, "calcium_hu": args.calcium_hu}
     out = pipeline.run_step(case, "tavr", allow_stale=args.allow_stale, progress=ProgressBar("tavr"), **opts)
-    rec = out.result
+    _save_and_print(args, case, saved, "tavr", out.result, print_tavr, out_json)
+    return 0
+
+
+def _save_and_print(args, case, saved: bool, key: str, rec: dict, printer, out_json) -> None:
+    """Save the case (when it is a saved one), print the record, write ``{"case", key: rec}`` JSON."""
+    import json
+
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.services import pipeline
+
     if saved:
         pipeline.save_case(case, args.case, progress=ProgressBar("saving"))
-    print_tavr(rec)
+    printer(rec)
     if out_json is not None:
-        out_json.write_text(json.dumps({"case": str(args.case), "tavr": rec}, indent=1) + "\n")
+        out_json.write_text(json.dumps({"case": str(args.case), key: rec}, indent=1) + "\n")
         print(f"wrote {out_json}")
     print("NOT FOR CLINICAL USE")
+
+
+# -- trajectories --------------------------------------------------------------------------------------
+def _point(text: str, what: str):
+    from surgtwin.core.errors import SurgtwinError
+
+    try:
+        p = [float(v) for v in text.split(",")]
+    except ValueError:
+        p = []
+    if len(p) != 3:
+        raise SurgtwinError(f"{what} {text!r} is not X,Y,Z (LPS mm)", hint="e.g. 30,-2.5,8")
+    return p
+
+
+def _trajectory_options(args) -> dict:
+    from surgtwin.core.errors import SurgtwinError
+
+    opts = {"instrument": args.instrument, "margins": _margins(args.margin), "trajectory_name": args.name,
+            "id": args.id}
+    if args.target is not None:
+        t = args.target
+        opts["target"] = _point(t, "--target") if "," in t else t
+    given = [x for x in ("entry", "entry_region", "pedicle") if getattr(args, x) is not None]
+    if len(given) != 1:
+        raise SurgtwinError("give one of --entry, --entry-region or --pedicle")
+    if args.entry is not None:
+        opts["entry"] = _point(args.entry, "--entry")
+    if args.entry_region is not None:
+        region, _, patch = args.entry_region.partition(":")
+        opts["entry_region"], opts["suggest"] = region, args.suggest
+        if patch:
+            centre, _, radius = patch.rpartition(":")
+            try:
+                opts["patch_radius_mm"] = float(radius)
+            except ValueError:
+                raise SurgtwinError(f"--entry-region {args.entry_region!r} is not REGION:X,Y,Z:RADIUS_MM",
+                                    hint="e.g. skull:60,0,20:25") from None
+            opts["patch_centre"] = _point(centre, "--entry-region centre")
+    if args.pedicle is not None:
+        opts["pedicle"], opts["depth_mm"] = args.pedicle, args.depth
+    elif args.target is None:
+        raise SurgtwinError("give --target (a point X,Y,Z or a structure)")
+    return opts
+
+
+def print_trajectory(rec: dict) -> None:
+    """A trajectory record as tables: metrics per structure, crossings, angles, suggestions."""
+    from surgtwin.core.plan.trajectory import TrajectoryMetrics
+
+    m = TrajectoryMetrics.from_json(rec["metrics"])
+    e, t = rec["entry_lps"], rec["target_lps"]
+    ins = rec["instrument"]
+    print(f"trajectory {rec['id']} ({rec['name']}, {rec['method']}): {rec['verdict'].upper()}")
+    print(f"  {ins['label']} ({ins['diameter_mm']:g} mm, {ins['length_mm']:g} mm); entry [{e[0]:.1f}, {e[1]:.1f}, "
+          f"{e[2]:.1f}] -> target [{t[0]:.1f}, {t[1]:.1f}, {t[2]:.1f}] mm LPS"
+          + (f" ({rec['target_structure']})" if rec.get("target_structure") else ""))
+    for item, value, limit, flag in m.rows():
+        print(f"  {flag:<4}  {item:<32} {value:<44} {limit}")
+    for r in m.reasons:
+        print(f"  fails: {r}")
+    sug = rec.get("suggestion")
+    if sug:
+        print(f"suggestions from the {sug['region']} surface: {sug['feasible']} of {sug['candidates']} candidate entries "
+              f"feasible (scored in {sug['scoring_ms']:.0f} ms; {', '.join(sug['structures'])})")
+        print(f"  {'rank':<4} {'entry (LPS mm)':<26} {'length':>7} {'angle':>6} {'worst clearance/margin':>23} "
+              f"{'score':>6}  verdict")
+        for r in sug["ranked"]:
+            mm = TrajectoryMetrics.from_json(r["metrics"])
+            p = mm.entry_lps
+            ang = mm.entry_angles[-1].angle_deg if mm.entry_angles else None
+            worst = min(mm.clearances, key=lambda c: c.min_distance_mm / max(c.margin_mm, 0.5), default=None)
+            wtxt = "-" if worst is None else f"{worst.min_distance_mm:.1f}/{worst.margin_mm:g} mm {worst.structure}"
+            print(f"  {r['rank']:<4} [{p[0]:6.1f}, {p[1]:6.1f}, {p[2]:6.1f}]   {mm.length_mm:6.1f} "
+                  f"{'-' if ang is None else f'{ang:5.1f}':>6} {wtxt:>23} {r['score']:6.2f}  {mm.verdict.upper()}")
+    notes = rec.get("notes") or {}
+    if notes.get("level"):
+        print(f"  pedicle {notes['level']} {notes['side']}: width {notes['pedicle_width_mm']:.1f} mm, bone chord "
+              f"{notes['bone_chord_mm']:.1f} mm, medial angle {notes['medial_angle_deg']:.1f} deg "
+              f"(levels named assuming {notes['level_assumption']})")
+        for w in notes.get("warnings", []):
+            print(f"  warning: {w}")
+
+
+def _trajectory(args) -> int:
+
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.core.errors import SurgtwinError
+    from surgtwin.services import pipeline
+
+    opts = _trajectory_options(args)
+    out_json = _out_path(args.json)
+    if opts.get("instrument"):
+        from surgtwin.core.plan.trajectory import instrument
+
+        instrument(opts["instrument"])  # before the case is loaded
+    path = Path(args.case)
+    saved = pipeline.is_case_path(path)
+    if saved:
+        case = pipeline.load_case(path, progress=ProgressBar("opening"))
+    elif path.is_dir():
+        case = pipeline.new_case(path, progress=ProgressBar("loading"))
+    else:
+        raise SurgtwinError("is not a case", path=path, hint="give a .stwin case or a sample-case/DICOM folder")
+    if case.labels is None:
+        raise SurgtwinError("the case has no label map", path=path, hint="segment it first: surgtwin case run ...")
+    out = pipeline.run_step(case, "trajectory", allow_stale=args.allow_stale, progress=ProgressBar("trajectory"),
+                            **opts)
+    _save_and_print(args, case, saved, "trajectory", out.summary["trajectory"], print_trajectory, out_json)
+    return 0 if out.summary["passed"] else 3
+
+
+def _instruments(args) -> int:
+    import json
+
+    from surgtwin.core.plan.trajectory import default_margins, instruments
+    from surgtwin.core.plan.trajectory_suggest import MAX_ANGLE_DEG
+
+    cat = {k: v.to_json() for k, v in instruments().items()}
+    from surgtwin import resources
+
+    table = json.loads((resources.instruments_dir() / "margins.json").read_text())["margins_mm"]
+    if args.json:
+        print(json.dumps({"instruments": cat, "margins_mm": default_margins(table)}, indent=2))
+        return 0
+    for k, v in cat.items():
+        print(f"{k:<24} {v['diameter_mm']:>5g} mm x {v['length_mm']:>4g} mm  {v['tip']:<12} {v['label']}")
+    print("default margins (planning defaults; other vessel names 2 mm, arteries 3 mm): "
+          + ", ".join(f"{k} {v:g}" for k, v in default_margins(table).items()) + " mm")
+    print(f"suggested entries: at most {MAX_ANGLE_DEG:g} deg from the entry surface's normal")
     return 0

@@ -57,6 +57,7 @@ for _name, _kind, _text in (
     ("implants", "records", "implants with their 6-DOF poses (LPS mm) and placement checks"),
     ("trajectories", "records", "planned instrument trajectories (entry/target in LPS mm) and metrics"),
     ("rehearsals", "records", "recorded rehearsals of a trajectory and their scores"),
+    ("trajectory_risk", "arrays", "a suggested trajectory's risk map: score and risk per candidate entry (LPS mm)"),
     ("fem", "arrays", "finite-element inputs and results (per-node/element fields)"),
     ("centerlines", "arrays", "vessel centerlines (LPS mm) with radius, as a graph of segments"),
     ("flow", "arrays", "reduced-order blood-flow results (per-segment pressure and flow)"),

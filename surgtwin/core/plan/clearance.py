@@ -87,30 +87,37 @@ def trilinear(values: np.ndarray, idx: np.ndarray, spacing_mm=None) -> np.ndarra
     shape = idx.shape[:-1]
     q = np.asarray(idx, np.float32).reshape(-1, 3)
     n = np.array(values.shape)
-    hi = (n - 1).astype(np.float32)
-    c = np.clip(q, 0.0, hi)
+    c = np.clip(q, 0.0, (n - 1).astype(np.float32))
     beyond = None
-    if not np.array_equal(c, q):
-        e = q - c
+    e = q - c
+    if e.any():
         if spacing_mm is not None:
-            e = e * np.asarray(spacing_mm, np.float32)
+            e *= np.asarray(spacing_mm, np.float32)
         beyond = np.sqrt(np.einsum("ij,ij->i", e, e))
-    i0 = np.minimum(np.floor(c).astype(np.int64), np.maximum(n - 2, 0))
-    f = c - i0
+    itype = np.int32 if values.size < 2**31 - 1 else np.int64
+    i0 = np.minimum(c.astype(itype), np.maximum(n - 2, 0).astype(itype))  # c >= 0: truncation is floor
+    c -= i0
     s1, s2 = values.shape[1] * values.shape[2], values.shape[2]
-    base = i0[:, 0] * s1 + i0[:, 1] * s2 + i0[:, 2]
+    base = i0[:, 0] * itype(s1)
+    base += i0[:, 1] * itype(s2)
+    base += i0[:, 2]
     flat = values.reshape(-1)
     d0 = s1 if n[0] > 1 else 0
     d1 = s2 if n[1] > 1 else 0
     d2 = 1 if n[2] > 1 else 0
-    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
-    c00 = flat[base] * (1 - fz) + flat[base + d2] * fz
-    c01 = flat[base + d1] * (1 - fz) + flat[base + d1 + d2] * fz
-    c10 = flat[base + d0] * (1 - fz) + flat[base + d0 + d2] * fz
-    c11 = flat[base + d0 + d1] * (1 - fz) + flat[base + d0 + d1 + d2] * fz
-    out = (c00 * (1 - fy) + c01 * fy) * (1 - fx) + (c10 * (1 - fy) + c11 * fy) * fx
+    fx, fy, fz = c[:, 0], c[:, 1], c[:, 2]
+
+    def lerp_z(off):
+        a = flat[base + off]
+        return a + (flat[base + (off + d2)] - a) * fz
+
+    c00, c01 = lerp_z(0), lerp_z(d1)
+    c0 = c00 + (c01 - c00) * fy
+    c10, c11 = lerp_z(d0), lerp_z(d0 + d1)
+    c1 = c10 + (c11 - c10) * fy
+    out = c0 + (c1 - c0) * fx
     if beyond is not None:
-        out = out + beyond
+        out += beyond
     return out.reshape(shape)
 
 

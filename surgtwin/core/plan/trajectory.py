@@ -192,7 +192,7 @@ class Crossing:
 class EntryAngle:
     """The angle (deg) between the path and the inward normal of ``surface`` where the path first
     enters it (``point_lps`` at ``depth_mm`` from the entry); 0 = perpendicular to the surface.
-    ``None`` when the path never enters the surface."""
+    ``None`` when the path never enters the surface or starts deeper than two voxels inside it."""
 
     surface: str
     angle_deg: float | None
@@ -276,7 +276,7 @@ class TrajectoryMetrics:
             out.append((f"clearance {c.structure}", f"{c.min_distance_mm:.2f} mm {where}", f">= {c.margin_mm:g} mm",
                         ok(c.passed)))
         for a in self.entry_angles:
-            val = "not entered" if a.angle_deg is None else f"{a.angle_deg:.1f} deg at {a.depth_mm:.1f} mm deep"
+            val = "entry not on it" if a.angle_deg is None else f"{a.angle_deg:.1f} deg at {a.depth_mm:.1f} mm deep"
             out.append((f"entry angle to {a.surface} normal", val, "-", "-"))
         if self.crossed:
             out.append(("crosses", " > ".join(f"{c.structure}{'!' if c.critical else ''}" for c in self.crossed),
@@ -359,6 +359,8 @@ def _entry_angle(maps, surface, entry, d, t):
         return EntryAngle(surface, None, None, None)
     k = int(np.argmax(inside))
     if k == 0:
+        if phi[0] < -2.0 * float(np.max(maps.spacing_mm)):  # the entry lies inside the surface already
+            return EntryAngle(surface, None, None, None)
         depth = 0.0
     else:  # linear interpolation of the zero crossing
         a, b = float(phi[k - 1]), float(phi[k])

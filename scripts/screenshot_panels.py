@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     win = MainWindow(ask_on_close=False)
     win.resize(1500, 920)
     win.show()
-    case = {"flow": "abdomen-pelvis", "tavr": "cardiac-cta"}[what]
+    case = {"flow": "abdomen-pelvis", "tavr": "cardiac-cta", "trajectory": "head", "rehearsal": "head"}[what]
     win.open_path(sample_root() / case)
     wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
     settle(app, win)
@@ -58,10 +58,33 @@ def main(argv: list[str]) -> int:
         panel.stent()
         settle(app, win)
         panel.focus()
-    else:
+    elif what == "tavr":
         panel.measure()
         settle(app, win)
         panel.focus()
+    elif what == "trajectory":
+        panel.suggest()
+        settle(app, win)
+        panel.depth.setValue(600)
+        panel.focus()
+    elif what == "rehearsal":
+        planner = win.panels["trajectory"]
+        planner.suggest()
+        settle(app, win)
+        win.docks[what].raise_()
+        panel.trainee.setText("Resident A")
+        panel.start()
+        for n in range(22):  # a resident's drive: in, a wobble, on to the target
+            panel.command("advance", 1.5)
+            if n in (6, 7):
+                panel.command("pivot", 4.0, 2.0)
+            if n == 12:
+                panel.command("pivot", -7.0, -3.5)
+            app.processEvents()
+        settle(app, win, 0.5)
+        planner.focus()
+        panel.finish()
+        panel.tabs.setCurrentIndex(0)
     settle(app, win, 2.0)
     win.views.view3d.render_now()
     settle(app, win, 0.5)

@@ -70,4 +70,8 @@ def default_registry() -> PanelRegistry:
         PanelSpec("fem", "Simulation", "surgtwin.ui.fem_panel:FemPanel", "right", 50, "Ctrl+5", tab_with="tools"),
         PanelSpec("flow", "Blood flow", "surgtwin.ui.flow_panel:FlowPanel", "right", 60, "Ctrl+6", tab_with="tools"),
         PanelSpec("tavr", "TAVR", "surgtwin.ui.tavr_panel:TavrPanel", "right", 70, "Ctrl+7", tab_with="tools"),
+        PanelSpec("trajectory", "Trajectory", "surgtwin.ui.trajectory_panel:TrajectoryPanel", "right", 80, "Ctrl+8",
+                  tab_with="tools"),
+        PanelSpec("rehearsal", "Rehearsal", "surgtwin.ui.rehearsal_panel:RehearsalPanel", "right", 90, "Ctrl+9",
+                  tab_with="tools"),
     ])

@@ -308,6 +308,8 @@ class SliceView(QWidget):
     def mouseReleaseEvent(self, e) -> None:  # noqa: N802
         if self._drag is not None and self._drag[0] == "tool" and self.tools.edits:
             self.editor.end_stroke()
+        if self._drag is not None and self._drag[0] == "tool" and self.tools.picker_release is not None:
+            self.tools.picker_release()
         self._drag = None
 
     def leaveEvent(self, _e) -> None:  # noqa: N802
@@ -354,6 +356,10 @@ class SliceView(QWidget):
 
     def _tool_drag(self, pos: QPointF) -> None:
         lps = self.lps_from_screen(pos)
+        if self.tools.picker is not None:
+            if self.tools.picker_drag is not None and self._inside(lps):
+                self.tools.picker_drag(np.asarray(lps, float))
+            return
         if self.tools.tool == "navigate":
             self.session.set_crosshair(lps)
         elif self.tools.edits and self._inside(lps):

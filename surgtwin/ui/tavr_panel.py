@@ -12,14 +12,12 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
@@ -28,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from surgtwin.ui.oblique_view import ObliqueView
 from surgtwin.ui.see_through import SeeThroughToggle
-from surgtwin.ui.widgets import note_label, scrolling_label
+from surgtwin.ui.widgets import note_label, readonly_table, scrolling_label
 
 ANNULUS_COLOUR = (255, 216, 77)
 VALVE_COLOUR = (190, 200, 215)
@@ -55,15 +53,6 @@ ROWS = (
 
 def _fmt(fmt: str, value) -> str:
     return "–" if value is None else fmt.format(value)
-
-
-def _table(parent, name: str, columns: int) -> QTableWidget:
-    t = QTableWidget(0, columns, parent)
-    t.setObjectName(name)
-    t.verticalHeader().hide()
-    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    t.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-    return t
 
 
 class TavrPanel(QWidget):
@@ -99,7 +88,7 @@ class TavrPanel(QWidget):
         al.setContentsMargins(0, 2, 0, 0)
         self.oblique = ObliqueView(session, ann)
         al.addWidget(self.oblique, 3)
-        self.measurements = _table(ann, "tavrMeasurements", 2)
+        self.measurements = readonly_table(ann, "tavrMeasurements", columns=2)
         self.measurements.horizontalHeader().hide()
         al.addWidget(self.measurements, 2)
         self.tabs.addTab(ann, "Annulus")
@@ -128,7 +117,7 @@ class TavrPanel(QWidget):
         form.addRow("Heart rate", self.rate)
         form.addRow("BSA", self.bsa)
         dl.addLayout(form)
-        self.chart = _table(dev, "tavrChart", 4)
+        self.chart = readonly_table(dev, "tavrChart", columns=4)
         self.chart.setHorizontalHeaderLabels(["Size", "Range", "Oversizing", ""])
         dl.addWidget(self.chart, 1)
         self.tabs.addTab(dev, "Device")

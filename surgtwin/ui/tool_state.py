@@ -27,14 +27,18 @@ class ToolState(QObject):
         #: a panel collecting points (TAVR hinge points): called with each LPS point clicked in an MPR
         #: view instead of the active tool, until ``stop_picking``
         self.picker = None
+        self.picker_drag = None  # called with each LPS point while the button is held after a pick
+        self.picker_release = None
 
-    def pick_points(self, callback) -> None:
-        """Send the next clicks in the MPR views to ``callback(lps)`` (a panel asking for points)."""
-        self.picker = callback
+    def pick_points(self, callback, *, on_drag=None, on_release=None) -> None:
+        """Send the next clicks in the MPR views to ``callback(lps)`` (a panel asking for points);
+        with ``on_drag``, moves with the button held go to ``on_drag(lps)`` and the release to
+        ``on_release()`` (dragging a trajectory's entry or target)."""
+        self.picker, self.picker_drag, self.picker_release = callback, on_drag, on_release
         self.changed.emit()
 
     def stop_picking(self) -> None:
-        self.picker = None
+        self.picker = self.picker_drag = self.picker_release = None
         self.changed.emit()
 
     def set(self, **kw) -> None:

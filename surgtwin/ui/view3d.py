@@ -194,6 +194,28 @@ class View3D(QWidget):
         self.render()
         return True
 
+    def attach_points(self, points, on_moved, *, colors=None, radius_mm: float = 3.0) -> bool:
+        """Draggable spheres at ``points`` (N, 3) LPS (a trajectory's entry and target); after each
+        drag ``on_moved(index, lps)``. Replaces the previous points. False without 3D."""
+        self.detach_points()
+        if self.plotter is None:
+            return False
+        pts = np.asarray(points, float).reshape(-1, 3)
+        colors = list(colors) if colors is not None else ["#ffd84d"] * len(pts)
+        cb = (lambda c, i: on_moved(int(i), np.asarray(c, float))) if len(pts) > 1 else (
+            lambda c: on_moved(0, np.asarray(c, float)))
+        self.plotter.add_sphere_widget(cb, center=pts if len(pts) > 1 else pts[0], radius=radius_mm,
+                                       color=colors if len(pts) > 1 else colors[0], test_callback=False,
+                                       interaction_event="end")
+        self._points_on = True
+        self.render()
+        return True
+
+    def detach_points(self) -> None:
+        if getattr(self, "_points_on", False) and self.plotter is not None:
+            self.plotter.clear_sphere_widgets()
+        self._points_on = False
+
     def detach_handle(self) -> None:
         if self._handle is not None:
             self._handle.remove()

@@ -25,3 +25,28 @@ def note_label(parent, text: str) -> QLabel:
     note.setStyleSheet("color: #8891a5;")
     note.setWordWrap(True)
     return note
+
+
+def tab_page(tabs, title: str):
+    """A new page of ``tabs`` titled ``title``: (the page, its vertical layout)."""
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    page = QWidget()
+    lay = QVBoxLayout(page)
+    lay.setContentsMargins(0, 2, 0, 0)
+    tabs.addTab(page, title)
+    return page, lay
+
+
+def readonly_table(parent, name: str, headers=None, *, columns: int | None = None):
+    """A read-only table without row numbers or selection (a panel's figures)."""
+    from PySide6.QtWidgets import QAbstractItemView, QTableWidget
+
+    t = QTableWidget(0, len(headers) if headers else int(columns or 1), parent)
+    t.setObjectName(name)
+    if headers:
+        t.setHorizontalHeaderLabels(list(headers))
+    t.verticalHeader().hide()
+    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    t.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    return t

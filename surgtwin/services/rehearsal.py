@@ -18,7 +18,7 @@ this module gives it the case's geometry and keeps its recordings in the case.
   recomputed from the maps rather than interpolated), ``remove_rehearsal(case, id)``.
 
 The case item ``rehearsals`` (kind records; provenance: method "rehearsal", parameters of the last
-change, the input hashes of ``labels`` and ``trajectories``) is a list of dicts with exactly these
+change, the input hash of ``labels``: a recording stays valid when other trajectories are planned) is a list of dicts with exactly these
 fields:
 
 * ``schema``: 1; ``id``: "R1", "R2", ... (unique in the case)
@@ -37,7 +37,8 @@ fields:
   ``weights``, ``details``, ``settings``, ``note``)
 * ``timing``: {"pose_update_ms_median", "pose_update_ms_max"} (readout time per command)
 * ``provenance``: ``Provenance.to_json()`` of this attempt (method "rehearsal", parameters
-  trajectory_id/trainee/source/clearance, inputs: labels and trajectories hashes)
+  trajectory_id/trainee/source/clearance/trajectory_hash (the content hash of the trajectory record
+  rehearsed), inputs: the labels' hash)
 
 Trajectory records (the ``trajectories`` item, written by ``surgtwin.services.trajectory``) are read
 for ``id``, ``name``, ``entry_lps``, ``target_lps``, ``instrument`` (a catalogue name or
@@ -165,7 +166,9 @@ def start(case: Case, trajectory_key, *, trainee: str = "", clock=None, margins_
     margins = margins_for(maps, traj, margins_mm)
     reh = Rehearsal(plan, MapsClearance(maps, list(margins)), instrument=traj.get("instrument"), margins_mm=margins,
                     clock=clock)
-    inputs = {"labels": case.current_hash("labels"), TRAJECTORIES: case.current_hash(TRAJECTORIES)}
+    from surgtwin.core.case import content_hash
+
+    inputs = {"labels": case.current_hash("labels"), "trajectory": content_hash(traj)}
     started = datetime.now(UTC).isoformat(timespec="seconds")
     return RehearsalRun(reh, copy.deepcopy(traj), str(trainee or ""), started, source,
                         {k: v for k, v in inputs.items() if v is not None})
@@ -179,7 +182,9 @@ def make_record(run: RehearsalRun, rid: str, settings=None) -> dict:
     score = score_recording(rec, settings)
     times = list(run.rehearsal.timings_ms) or [0.0]
     prov = Provenance("rehearsal", {"trajectory_id": str(run.trajectory.get("id")), "trainee": run.trainee,
-                                    "source": run.source, "clearance": run.clearance}, dict(run.inputs))
+                                    "source": run.source, "clearance": run.clearance,
+                                    "trajectory_hash": run.inputs.get("trajectory")},
+                      {k: v for k, v in run.inputs.items() if k != "trajectory"})
     return {
         "schema": SCHEMA, "id": rid, "trajectory_id": str(run.trajectory.get("id")),
         "trajectory_name": str(run.trajectory.get("name") or run.trajectory.get("id")), "trainee": run.trainee,

@@ -99,6 +99,9 @@ def test_save_reload_and_replay(case, tmp_path):
         assert a.distances_mm["vessels"] == pytest.approx(b.distances_mm["vessels"], abs=1.5)
     assert [e.kind for e in rp.timeline()][:2] == ["enter_margin", "enter"]
     assert not back.is_stale("rehearsals")
+    add_trajectory(back, "T2", "another", ENTRY_LPS, VESSEL_LPS)  # planning another path keeps it current
+    assert not back.is_stale("rehearsals")
+    assert svc.rehearsal(back, "R1")["provenance"]["parameters"]["trajectory_hash"]
 
 
 def test_the_pipeline_step(case):

@@ -9,13 +9,16 @@ through the ``LabelEditor``.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from surgtwin.core.measure import Measurement
 from surgtwin.render import slices as S
 from surgtwin.ui.theme import PLANE_COLORS
+
+#: overlay outlines (implants, instruments) follow a moving object at most this often (per second)
+OVERLAY_HZ = 12
 
 
 class SliceView(QWidget):
@@ -48,6 +51,10 @@ class SliceView(QWidget):
         session.measurements_changed.connect(self.update)
         session.overlays_changed.connect(self._on_overlay)
         self._contours: dict = {}  # overlay key -> (object, slice index, segments (n, 2, 2) on screen in mm)
+        self._overlay_timer = QTimer(self)
+        self._overlay_timer.setSingleShot(True)
+        self._overlay_timer.setInterval(int(1000 / OVERLAY_HZ))
+        self._overlay_timer.timeout.connect(self.update)
         tools.changed.connect(self._on_tools)
         self._on_volume()
 
@@ -192,8 +199,11 @@ class SliceView(QWidget):
                 p.drawLine(QPointF(pt.x() + gap, b), QPointF(c, d))
 
     def _on_overlay(self, key) -> None:
+        """An overlay moved: its outline is recomputed at the next paint, at most ``OVERLAY_HZ`` times a
+        second (an instrument driven at 20+ poses/s must not repaint three views per pose)."""
         self._contours.pop(key, None)
-        self.update()
+        if not self._overlay_timer.isActive():
+            self._overlay_timer.start()
 
     def _draw_contours(self, p: QPainter, scale: float, rect: QRectF) -> None:
         """Outlines of the overlays marked ``contour`` (implants) where they cut this slice."""

@@ -91,8 +91,8 @@ class View3D(QWidget):
 
     # -- lazy creation --------------------------------------------------------------------------
     def ensure_plotter(self) -> None:
-        if self.plotter is not None:
-            return
+        if self.plotter is not None or self._placeholder is None:
+            return  # made already, or closed for good (a late timer after the window closed)
         from surgtwin.render.scene import ScenePainter, add_orientation_marker
         from surgtwin.ui.vtk_canvas import OffscreenVTKCanvas
 

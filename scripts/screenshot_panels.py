@@ -3,7 +3,9 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_panels.py flow OUT.png
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_panels.py tavr OUT.png
 
-``flow``: the abdomen-pelvis sample case, centerlines + flow, then a virtual stent of the aortic
+``trajectory`` / ``probe``: the head sample, the safest path to the tumour suggested (the metrics tab /
+the probe's-eye tab); ``rehearsal``: a resident's drive on it, events and score. ``flow``: the
+abdomen-pelvis sample case, centerlines + flow, then a virtual stent of the aortic
 stenosis. ``tavr``: the cardiac-cta sample case, the annulus measured from the labels, the valve
 placed. The output is for assets/screenshots/; look at it before you say it works.
 """
@@ -44,6 +46,8 @@ def main(argv: list[str]) -> int:
     win = MainWindow(ask_on_close=False)
     win.resize(1500, 920)
     win.show()
+    probe = what == "probe"  # the Trajectory panel's probe's-eye tab
+    what = "trajectory" if probe else what
     case = {"flow": "abdomen-pelvis", "tavr": "cardiac-cta", "trajectory": "head", "rehearsal": "head"}[what]
     win.open_path(sample_root() / case)
     wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
@@ -67,6 +71,8 @@ def main(argv: list[str]) -> int:
         settle(app, win)
         panel.depth.setValue(600)
         panel.focus()
+        if probe:
+            panel.tabs.setCurrentIndex(1)
     elif what == "rehearsal":
         planner = win.panels["trajectory"]
         planner.suggest()
@@ -74,13 +80,25 @@ def main(argv: list[str]) -> int:
         win.docks[what].raise_()
         panel.trainee.setText("Resident A")
         panel.start()
-        for n in range(22):  # a resident's drive: in, a wobble, on to the target
-            panel.command("advance", 1.5)
-            if n in (6, 7):
-                panel.command("pivot", 4.0, 2.0)
-            if n == 12:
-                panel.command("pivot", -7.0, -3.5)
+        import numpy as np
+
+        reh = panel.run.rehearsal
+        lab = win.session.labels
+        vent = lab.index_to_world(np.argwhere(lab.array == lab.labels.by_name("ventricles").value).mean(axis=0)[None])[0]
+        entry, target = np.asarray(reh.plan.entry), np.asarray(reh.plan.target)
+        wrong = (vent - entry) / np.linalg.norm(vent - entry)
+        panel.show_readouts(reh.insert_at(entry, wrong))  # a resident heads for the ventricles
+        for _ in range(int(np.linalg.norm(vent - entry) // 2)):
+            panel.command("advance", 2.0)
             app.processEvents()
+        for _ in range(int(np.linalg.norm(vent - entry) // 2)):
+            panel.command("retract", 2.0)
+            app.processEvents()
+        panel.show_readouts(reh.insert_at(entry))  # back out, re-aimed at the target
+        for _ in range(int(np.linalg.norm(target - entry) // 1.5)):
+            panel.command("advance", 1.5)
+            app.processEvents()
+        print("events:", panel.events.count())
         settle(app, win, 0.5)
         planner.focus()
         panel.finish()

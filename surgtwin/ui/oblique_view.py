@@ -104,7 +104,7 @@ class ObliqueView(QWidget):
                 self._label(p, qb + QPointF(4, -4), text, colour)
         p.setFont(QFont(self.font().family(), 9))
         if self.caption:
-            box = QRectF(rect.x() + 4, rect.y() + 4, rect.width() * 0.62, 34)
+            box = QRectF(rect.x() + 4, rect.y() + 4, min(rect.width() - 8, 8.0 * max(map(len, self.caption.splitlines())) + 10), 34)
             p.fillRect(box, QColor(0, 0, 0, 170))
             p.setPen(QColor("#d8dee9"))
             p.drawText(box.adjusted(4, 2, -4, -2), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, self.caption)

@@ -92,6 +92,18 @@ class TrajectoryPanel(QWidget):
         row.addWidget(self.suggest_button)
         row.addWidget(self.manual_button)
         lay.addLayout(row)
+        prow = QHBoxLayout()
+        self.pedicle = QComboBox(self)
+        self.pedicle.setObjectName("trajectoryPedicle")
+        self.pedicle.addItems([f"{lv} {side}" for lv in ("L1", "L2", "L3", "L4", "L5") for side in ("left", "right")])
+        self.pedicle_button = QPushButton("Pedicle screw path")
+        self.pedicle_button.setObjectName("pedicleTrajectory")
+        self.pedicle_button.setToolTip("Entry and target on the pedicle axis of this vertebra and side "
+                                       "(needs a vertebrae label)")
+        self.pedicle_button.clicked.connect(self.plan_pedicle)
+        prow.addWidget(self.pedicle, 1)
+        prow.addWidget(self.pedicle_button)
+        lay.addLayout(prow)
         self.drag_button = QPushButton("Drag entry / target in the views")
         self.drag_button.setObjectName("dragTrajectory")
         self.drag_button.setCheckable(True)
@@ -177,6 +189,8 @@ class TrajectoryPanel(QWidget):
         names = [x.name for x in lab.labels] if lab is not None else []
         self.target.addItems([*names, CROSSHAIR])
         self.region.addItems([n for n in ("skin", "skull", "vertebrae") if n in names or n == "skin"])
+        for w in (self.pedicle, self.pedicle_button):
+            w.setEnabled("vertebrae" in names)
         for combo, keep, default in ((self.target, keep_t, "tumour"), (self.region, keep_r, "skin")):
             i = combo.findText(keep) if keep and self._chosen.get(combo.objectName()) else combo.findText(default)
             combo.setCurrentIndex(max(0, i))
@@ -239,6 +253,13 @@ class TrajectoryPanel(QWidget):
             return
         opts = {**self._common(), "entry": [float(v) for v in self.session.crosshair_lps]}
         self._run(opts, "Trajectory: planning")
+
+    def plan_pedicle(self) -> None:
+        if self.session.labels is None:
+            self.summary.setText("Open a case with a vertebrae label first.")
+            return
+        level, side = self.pedicle.currentText().split()
+        self._run({"pedicle": f"{level}:{side}"}, "Trajectory: pedicle path")
 
     def _run(self, opts: dict, title: str) -> None:
         job = self.ctx.prepare_step("trajectory", **opts)

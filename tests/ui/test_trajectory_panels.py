@@ -134,3 +134,29 @@ def test_rehearsal_panel_drives_records_scores_replays(window, qtbot, head_case_
     assert second["score"]["total"] < rec["score"]["total"]
     panel.tabs.setCurrentIndex(2)
     assert panel.progress.rowCount() == 2 and "2 attempt" in panel.trend.text()
+
+
+@pytest.fixture(scope="module")
+def abdomen_case_path(tmp_path_factory):
+    from surgtwin.resources import sample_root
+    from surgtwin.services.pipeline import new_case, save_case
+
+    path = tmp_path_factory.mktemp("abdomen") / "abdomen.stwin"
+    save_case(new_case(sample_root() / "abdomen-pelvis"), path)
+    return path
+
+
+def test_trajectory_panel_plans_a_pedicle_screw_path(window, qtbot, abdomen_case_path):
+    _open(window, abdomen_case_path)
+    panel = window.panels["trajectory"]
+    assert panel.pedicle_button.isEnabled()
+    panel.pedicle.setCurrentText("L2 left")
+    panel.plan_pedicle()
+    wait_jobs(qtbot, window, timeout=180000)
+    assert window.jobs.last_state == "done", window.jobs.last_error
+    rec = panel.selected()
+    assert rec["method"] == "pedicle" and rec["notes"]["level"] == "L2" and rec["verdict"] == "pass"
+    crossed = [c["structure"] for c in rec["metrics"]["crossed"]]
+    assert crossed == ["vertebrae"]
+    rows = {panel.table.item(r, 0).text(): panel.table.item(r, 3).text() for r in range(panel.table.rowCount())}
+    assert rows["spinal_canal"] == "ok" and rows["aorta"] == "ok"

@@ -134,6 +134,11 @@ def test_spacing_and_window_from_monai_transforms(tmp_path):
         {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164, "b_min": 0.0,
          "b_max": 1.0, "clip": True}]}
     d["inferer"] = {"_target_": "SlidingWindowInferer", "roi_size": [96, 96, 64]}
+    d["postprocessing"] = {"_target_": "Compose", "transforms": [
+        {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+        {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "@image_key"},
+        {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+        {"_target_": "SaveImaged", "keys": "pred", "output_dtype": "$numpy.float32"}]}
     # what model-zoo inference.json files also hold: expressions and references that surgtwin never
     # evaluates and does not need (imports, device, dataset, evaluator, keys by reference)
     d["imports"] = ["$import glob"]

@@ -16,6 +16,16 @@ A bundle is a folder with ``configs/metadata.json``, ``configs/inference.json``,
   A bundle whose weights do not match, or that records no hash, is refused.
 
 Weights are read with ``torch.load(weights_only=True)`` or safetensors, never plain pickle.
+
+Two kinds of bundle:
+
+* surgtwin's own (``metadata.json`` has a ``surgtwin`` section): the preprocessing numbers above and
+  surgtwin's inference path (``inference.run_model``: source-resolution boundaries, HU refinement);
+* any other (a model-zoo or a hospital's bundle): ``inference.json``'s own ``preprocessing``,
+  ``inferer`` and ``postprocessing`` are validated against an allow-list and run exactly as MONAI's
+  bundle runner runs them (``bundle_zoo``; ``Bundle.pipeline``). A transform, argument or config
+  expression surgtwin cannot run exactly is refused by name. ``$`` expressions are never executed; the
+  few literal ones the zoo uses in values (``bundle_config``) are read by a restricted interpreter.
 """
 
 from __future__ import annotations
@@ -91,7 +101,7 @@ class Bundle:
     channel_names: list[str]  # index = output channel, 0 = background
     labels: LabelTable  # label value, name, colour, code of every foreground channel
     channel_values: np.ndarray  # output channel -> label value (0 for background)
-    spacing_mm: tuple[float, float, float]  # along array axes 0, 1, 2 of the network input
+    spacing_mm: tuple[float, float, float] | None  # along array axes 0, 1, 2 of the network input
     axcodes: str
     hu_window: tuple[float, float]
     value_range: tuple[float, float]
@@ -111,6 +121,8 @@ class Bundle:
     #: weight of the scan's own per-structure HU histograms at boundaries (surgtwin bundles; 0 = off)
     hu_refine_weight: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: a model-zoo bundle's own pipeline (``bundle_zoo.ZooPipeline``), run exactly; None for surgtwin's
+    pipeline: object = None
 
     @property
     def out_channels(self) -> int:
@@ -341,65 +353,27 @@ def load_bundle(path: str | Path) -> Bundle:
     table, values = label_table(ours.get("labels"), names, meta_path)
 
     # -- preprocessing -------------------------------------------------------------------------
-    spacing = ours.get("spacing_mm")
-    axcodes = ours.get("axcodes")
-    window = ours.get("hu_window")
-    vrange = ours.get("value_range")
-    spacing_where = meta_path
-    if spacing is None:
-        t = _find_transform(inf, "Spacingd") or _find_transform(inf, "Spacing")
-        if t is None or "pixdim" not in t:
-            raise SurgtwinError("cannot tell the model's voxel spacing", path=inf_path,
-                                hint="add a Spacingd transform with pixdim, or surgtwin.spacing_mm in metadata.json")
-        spacing, spacing_where = t["pixdim"], inf_path
-    spacing = triple(spacing, spacing_where, "spacing (pixdim)", *SPACING_RANGE_MM)
-    axcodes_where = meta_path
-    if axcodes is None:
-        t = _find_transform(inf, "Orientationd") or _find_transform(inf, "Orientation")
-        axcodes_where = inf_path
-        if t is None:
-            axcodes = "RAS"
-            warnings.append("no Orientationd in inference.json: assuming RAS array axes")
-        else:
-            axcodes = literal(t.get("axcodes", "RAS"), inf_path, "axcodes")
-    if not isinstance(axcodes, str):
-        raise SurgtwinError(f"axcodes must be a string of three letters such as \"RAS\", got {shown(axcodes)}",
-                            path=axcodes_where)
-    try:
-        axcodes_directions(axcodes)
-    except SurgtwinError as exc:
-        raise SurgtwinError(exc.reason, path=axcodes_where) from None
-    window_where = meta_path
-    if window is None or vrange is None:
-        t = _find_transform(inf, "ScaleIntensityRanged") or _find_transform(inf, "ScaleIntensityRange")
-        if t is None:
-            raise SurgtwinError("cannot tell the model's HU window", path=inf_path,
-                                hint="add ScaleIntensityRanged (a_min, a_max, b_min, b_max) or surgtwin.hu_window")
-        # only the four numbers are read (a transform's other entries, e.g. "keys": "@image_key", are
-        # the bundle's own business); each must be a literal
-        window_where = inf_path
-        window = [literal(t.get(k), inf_path, f"ScaleIntensityRanged.{k}") for k in ("a_min", "a_max")]
-        vrange = [literal(t.get(k, d), inf_path, f"ScaleIntensityRanged.{k}")
-                  for k, d in (("b_min", 0.0), ("b_max", 1.0))]
-    window = pair(window, window_where, "HU window (hu_window / a_min, a_max)")
-    vrange = pair(vrange, window_where, "value range (value_range / b_min, b_max)")
-    if not window[1] > window[0]:
-        raise SurgtwinError(f"HU window {window} is empty", path=window_where)
-    roi = ours.get("roi_size")
-    roi_where = meta_path
-    if roi is None:
-        t = _find_transform(inf, "SlidingWindowInferer")
-        roi, roi_where = (t.get("roi_size") if t else (96, 96, 96)), inf_path
-    roi = triple(roi, roi_where, "roi_size", *ROI_RANGE, integer=True)
-    if math.prod(roi) > 512**3:
-        raise SurgtwinError(f"roi_size {list(roi)} is too large a window for inference", path=roi_where)
+    if "surgtwin" not in meta:
+        from surgtwin.core.segmentation.bundle_config import BundleConfig
+
+        cfg = BundleConfig(inf, inf_path)
+        pipeline, spacing, axcodes, window, vrange, roi = _zoo_preprocessing(cfg)
+    else:
+        cfg = None
+        pipeline, spacing, axcodes, window, vrange, roi = _surgtwin_preprocessing(ours, meta_path, inf, inf_path, warnings)
 
     # -- network -----------------------------------------------------------------------------------
     netdef = inf.get("network_def")
     if not isinstance(netdef, dict):
         raise SurgtwinError("inference.json has no network_def", path=inf_path,
                             hint="describe the network, e.g. {\"_target_\": \"UNet\", ...}")
-    netdef = literal(netdef, inf_path, "network_def")
+    target = netdef.get("_target_")
+    if isinstance(target, str) and target.split(".")[-1] == "DiNTS":
+        raise SurgtwinError(
+            "network DiNTS is not supported: its searched architecture (arch_code, node_a) comes from a "
+            "checkpoint that the config loads with a $torch.load expression, which surgtwin never runs",
+            path=inf_path, hint="run this bundle with MONAI itself, or export the model to a supported network")
+    netdef = literal(netdef, inf_path, "network_def") if cfg is None else cfg.resolve(netdef, "network_def")
     target = netdef.get("_target_")
     if not isinstance(target, str) or target.split(".")[-1] not in ALLOWED_NETWORKS:
         raise SurgtwinError(f"network {shown(target)} is not supported", path=inf_path,
@@ -469,7 +443,94 @@ def load_bundle(path: str | Path) -> Bundle:
         thin_vessel_grow_mm=_number_in(pp, "thin_vessel_grow_mm", 0.0, 50.0, meta_path,
                                        "how far (mm) thin contrast vessels are followed; 0 = not at all"),
         warnings=warnings,
+        pipeline=pipeline,
     )
+
+
+def _surgtwin_preprocessing(ours: dict, meta_path: Path, inf: dict, inf_path: Path, warnings: list):
+    """(None, spacing, axcodes, HU window, value range, roi) of a surgtwin bundle."""
+    spacing = ours.get("spacing_mm")
+    axcodes = ours.get("axcodes")
+    window = ours.get("hu_window")
+    vrange = ours.get("value_range")
+    spacing_where = meta_path
+    if spacing is None:
+        t = _find_transform(inf, "Spacingd") or _find_transform(inf, "Spacing")
+        if t is None or "pixdim" not in t:
+            raise SurgtwinError("cannot tell the model's voxel spacing", path=inf_path,
+                                hint="add a Spacingd transform with pixdim, or surgtwin.spacing_mm in metadata.json")
+        spacing, spacing_where = t["pixdim"], inf_path
+    spacing = triple(spacing, spacing_where, "spacing (pixdim)", *SPACING_RANGE_MM)
+    axcodes_where = meta_path
+    if axcodes is None:
+        t = _find_transform(inf, "Orientationd") or _find_transform(inf, "Orientation")
+        axcodes_where = inf_path
+        if t is None:
+            axcodes = "RAS"
+            warnings.append("no Orientationd in inference.json: assuming RAS array axes")
+        else:
+            axcodes = literal(t.get("axcodes", "RAS"), inf_path, "axcodes")
+    checked_axcodes(axcodes, axcodes_where, "axcodes")
+    window_where = meta_path
+    if window is None or vrange is None:
+        t = _find_transform(inf, "ScaleIntensityRanged") or _find_transform(inf, "ScaleIntensityRange")
+        if t is None:
+            raise SurgtwinError("cannot tell the model's HU window", path=inf_path,
+                                hint="add ScaleIntensityRanged (a_min, a_max, b_min, b_max) or surgtwin.hu_window")
+        # only the four numbers are read (a transform's other entries, e.g. "keys": "@image_key", are
+        # the bundle's own business); each must be a literal
+        window_where = inf_path
+        window = [literal(t.get(k), inf_path, f"ScaleIntensityRanged.{k}") for k in ("a_min", "a_max")]
+        vrange = [literal(t.get(k, d), inf_path, f"ScaleIntensityRanged.{k}")
+                  for k, d in (("b_min", 0.0), ("b_max", 1.0))]
+    window = pair(window, window_where, "HU window (hu_window / a_min, a_max)")
+    vrange = pair(vrange, window_where, "value range (value_range / b_min, b_max)")
+    if not window[1] > window[0]:
+        raise SurgtwinError(f"HU window {window} is empty", path=window_where)
+    roi = ours.get("roi_size")
+    roi_where = meta_path
+    if roi is None:
+        t = _find_transform(inf, "SlidingWindowInferer")
+        roi, roi_where = (t.get("roi_size") if t else (96, 96, 96)), inf_path
+    roi = triple(roi, roi_where, "roi_size", *ROI_RANGE, integer=True)
+    if math.prod(roi) > 512**3:
+        raise SurgtwinError(f"roi_size {list(roi)} is too large a window for inference", path=roi_where)
+    return None, spacing, axcodes, window, vrange, roi
+
+
+def checked_axcodes(axcodes, where: Path, key: str) -> str:
+    """``axcodes`` if it is three letters naming three different axes, else a refusal naming ``key``."""
+    if not isinstance(axcodes, str):
+        raise SurgtwinError(f"{key} must be a string of three letters such as \"RAS\", got {shown(axcodes)}",
+                            path=where)
+    try:
+        axcodes_directions(axcodes)
+    except SurgtwinError as exc:
+        raise SurgtwinError(exc.reason, path=where) from None
+    return axcodes
+
+
+def _zoo_preprocessing(cfg):
+    """(pipeline, spacing, axcodes, HU window, value range, roi) of a model-zoo bundle: the pipeline is
+    what runs; the numbers are read from it for display (None / defaults where the bundle has none)."""
+    from surgtwin.core.segmentation.bundle_zoo import parse_pipeline
+
+    pipe = parse_pipeline(cfg)
+    inf_path = cfg.path
+    spacing = axcodes = None
+    t = pipe.first("Spacingd")
+    if t is not None:
+        spacing = triple(t.args.get("pixdim"), inf_path, f"{t.where}.pixdim (spacing)", *SPACING_RANGE_MM)
+    t = pipe.first("Orientationd")
+    if t is not None:
+        axcodes = checked_axcodes(t.args.get("axcodes"), inf_path, f"{t.where}.axcodes")
+    window, vrange = (-1024.0, 3071.0), (-1024.0, 3071.0)
+    t = pipe.first("ScaleIntensityRanged")
+    if t is not None:
+        window = pair([t.args.get("a_min"), t.args.get("a_max")], inf_path, f"{t.where} a_min, a_max")
+        vrange = pair([t.args.get("b_min", 0.0), t.args.get("b_max", 1.0)], inf_path, f"{t.where} b_min, b_max")
+    roi = tuple(pipe.inferer_args.get("roi_size", (0, 0, 0)))
+    return pipe, spacing, (axcodes or "RAS").upper(), window, vrange, roi
 
 
 def _number_in(pp: dict, key: str, lo: float, hi: float, meta_path, hint: str) -> float:

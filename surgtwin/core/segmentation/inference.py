@@ -453,7 +453,11 @@ def run_model(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ModelOutput:
-    """The whole model path on one volume; returns channel indices on the source grid and more."""
+    """The whole model path on one volume; returns channel indices on the source grid and more.
+
+    A model-zoo bundle (``bundle.pipeline``) runs its own inference.json pipeline instead
+    (``bundle_zoo.run_pipeline``): ``overlap``, ``sw_batch_size``, ``postprocessing`` and ``refine``
+    are then the bundle's, not these arguments."""
     import torch
 
     from surgtwin.core.progress import scaled
@@ -468,6 +472,12 @@ def run_model(
         net = bundle.build_network(device)
     check(cancel)
     t["load_model"] = time.perf_counter() - t0
+    if getattr(bundle, "pipeline", None) is not None:  # a model-zoo bundle: its own pipeline, exactly
+        from surgtwin.core.segmentation.bundle_zoo import run_pipeline
+
+        out = run_pipeline(volume, bundle, net, device=device, progress=progress, cancel=cancel)
+        out.timings_s = {"load_model": t["load_model"], **out.timings_s, "total": time.perf_counter() - t0}
+        return out
     t1 = time.perf_counter()
     report(progress, 0.03, "resampling to the model grid")
     grid = model_grid(volume, bundle.spacing_mm, bundle.axcodes)

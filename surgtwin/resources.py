@@ -47,3 +47,10 @@ def instruments_dir() -> Path:
     length, tip, source) and the default safety margins per structure (``margins.json``)
     (``surgtwin/data/instruments``)."""
     return _data_dir() / "instruments"
+
+
+def anatomy_dir() -> Path:
+    """Adult anatomy for the segmentation quality gate: per structure the body regions, volume range
+    and pieces, neighbour relations (``adult_structures.json``), and the bundled model's confidence
+    calibration (``confidence_calibration.json``) (``surgtwin/data/anatomy``)."""
+    return _data_dir() / "anatomy"

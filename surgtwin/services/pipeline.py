@@ -240,11 +240,16 @@ def _segment(volume, opts, revision, *, progress=None, cancel=None) -> StepOutpu
     if volume.modality is None:
         volume = replace(volume, modality="CT")  # NIfTI/NRRD/MHA carry no modality: the user says it is a CT
     res = segment(volume, method=method, progress=progress, cancel=cancel, **kwargs)
+    from surgtwin.services.quality import QUALITY_KEY, gate_segmentation, provenance_for
+
+    gate = gate_segmentation(volume, res)  # removed structures leave the label map; flagged ones are recorded
     prov = Provenance(f"segment:{method}", params, model=model)
-    summary = {"structures": {s.name: {"volume_ml": round(s.volume_ml, 2), "confidence": s.confidence}
-                              for s in res.structures}, "warnings": list(res.warnings)}
-    return StepOutput("segment", labels=(res.labels, prov), based_on_revision=revision, summary=summary,
-                      result=res)
+    structs = gate.record["structures"]
+    summary = {"structures": {s.name: {"volume_ml": round(s.volume_ml, 2), "confidence": s.confidence,
+                                       "status": structs[s.name]["status"]} for s in res.structures},
+               "warnings": list(res.warnings), "quality": gate.record}
+    return StepOutput("segment", items={QUALITY_KEY: (gate.record, provenance_for(gate.record))},
+                      labels=(gate.labels, prov), based_on_revision=revision, summary=summary, result=res)
 
 
 def compute_surfaces(labelmap, *, structures=None, smoothing_iterations=20, target_triangles=None,
@@ -365,6 +370,10 @@ def prepare_step(case: Case, name: str, *, allow_stale: bool = False, **options)
     if step is None:
         raise SurgtwinError(f"unknown step {name!r}", hint=f"steps: {', '.join(steps())}")
     case.require_current(step.inputs, allow_stale=allow_stale, purpose=f"the {name} step")
+    from surgtwin.services.quality import GATED_STEPS, require_confirmed
+
+    if name in GATED_STEPS:  # flagged structures of a segmentation wait for the user's confirmation
+        require_confirmed(case, purpose=f"the {name} step", structures=options.get("structures"))
     return step.prepare(case, **options)
 
 

@@ -141,7 +141,7 @@ def test_done_when_on_the_head_sample(tmp_path, capsys):
     assert "segment: done" in out and "mesh: done" in out
     assert main(["case", "show", str(case), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert list(s["items"]) == ["labels", "meshes"]
+    assert list(s["items"]) == ["labels", "quality", "meshes"]  # quality: the segmentation gate
     labels, meshes = s["items"]["labels"], s["items"]["meshes"]
     assert labels["made_by"].startswith("segment:model (") and labels["stale"] == [] and meshes["stale"] == []
     assert labels["edited_by_hand"] is False

@@ -43,6 +43,12 @@ def add_parser(sub):
     s.add_argument("case", help="the case (NAME.stwin)")
     s.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
+    c = cs.add_parser("confirm", help="confirm structures the segmentation quality gate flagged (after checking them)")
+    c.add_argument("case", help="the case (NAME.stwin)")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--structures", metavar="NAMES", help="the flagged structures to confirm (comma-separated)")
+    g.add_argument("--all", action="store_true", help="confirm every flagged structure")
+
     e = cs.add_parser("export", help="write the case's surfaces for 3D printing")
     e.add_argument("case", help="the case (NAME.stwin)")
     e.add_argument("--meshes", required=True, metavar="DIR", help="output folder for the surface files")
@@ -56,7 +62,20 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def run(args) -> int:
-    return {"new": _new, "run": _run, "show": _show, "export": _export}[args.case_command](args)
+    return {"new": _new, "run": _run, "show": _show, "confirm": _confirm, "export": _export}[args.case_command](args)
+
+
+def _confirm(args) -> int:
+    from surgtwin.cli.progress_bar import ProgressBar
+    from surgtwin.services import pipeline, quality
+
+    case = pipeline.load_case(args.case, progress=ProgressBar("opening"))
+    done = quality.confirm_structures(case, "all" if args.all else _names(args.structures) or [])
+    if done:
+        pipeline.save_case(case, args.case, progress=ProgressBar("saving"))
+    print(f"confirmed: {', '.join(done) if done else 'nothing (no flagged structure among them)'}")
+    _print_summary(_summary(case), args.case)
+    return 0
 
 
 def _new(args) -> int:
@@ -87,7 +106,7 @@ def _new(args) -> int:
     pipeline.save_case(case, out, progress=ProgressBar("saving"))
     for w in case.volume.metadata.get("warnings", []):
         print(f"warning: {w}")
-    _print_summary(case.summary(), out)
+    _print_summary(_summary(case), out)
     return 0
 
 
@@ -112,7 +131,7 @@ def _run(args) -> int:
             print(f"warning: {w}")
         pipeline.save_case(case, args.case, progress=ProgressBar("saving"))  # each finished step is kept
         print(f"{name}: done")
-    _print_summary(case.summary(), args.case)
+    _print_summary(_summary(case), args.case)
     print("NOT FOR CLINICAL USE")
     return 0
 
@@ -123,12 +142,28 @@ def _show(args) -> int:
     from surgtwin.services import pipeline
 
     case = pipeline.load_case(args.case)
-    s = case.summary()
+    s = _summary(case)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
     _print_summary(s, args.case)
     return 0
+
+
+def _summary(case) -> dict:
+    """``case.summary()`` plus the quality gate's verdict (flags, reasons) on the quality item."""
+    from surgtwin.services import quality
+
+    s = case.summary()
+    rec = quality.quality_record(case)
+    if rec is not None and "quality" in s["items"]:
+        status = quality.structure_status(case)
+        shown = {**rec, "structures": {n: {**v, "status": status[n]["status"]} for n, v in rec["structures"].items()}}
+        s["items"]["quality"]["gate"] = quality.describe(shown)
+        s["items"]["quality"]["structures"] = status
+        s["items"]["quality"]["regions"] = rec.get("fov", {}).get("regions", [])
+        s["items"]["quality"]["unconfirmed"] = quality.unconfirmed(case)
+    return s
 
 
 def _print_summary(s: dict, path) -> None:
@@ -152,6 +187,9 @@ def _print_summary(s: dict, path) -> None:
                   + (" ..." if len(it["structures"]) > 12 else ""))
         elif it["kind"] == "surfaces":
             print(f"          {len(it['structures'])} surfaces, {sum(it['structures'].values())} triangles")
+        elif key == "quality" and it.get("gate"):
+            for line in it["gate"]:
+                print(f"          {line}")
         elif it["kind"] == "tetmesh":
             print(f"          {it['nodes']} nodes, {it['elements']} tetrahedra")
     for m in s["measurements"]:

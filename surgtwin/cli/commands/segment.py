@@ -1,7 +1,11 @@
 """`surgtwin segment INPUT --out labels.nii.gz`: organ segmentation of a CT (model or classical).
 
 Writes the label map with exactly the input's geometry and, beside it, ``<name>.json`` with the
-label table (value, name, colour, code) and per-structure volume (ml) and confidence.
+label table (value, name, colour, code) and per-structure volume (ml) and confidence. The quality
+gate (``surgtwin.services.quality``) runs on the result: structures outside the scan's field of view
+are removed (``--no-gate`` keeps them), implausible ones are flagged; the flags are printed and the
+JSON has per structure ``status``, ``reasons``, ``calibrated_confidence`` and the whole ``quality``
+record.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ def add_parser(sub):
     p.add_argument("--seed", metavar="X,Y,Z", help="classical: a point in a contrast-filled vessel (LPS mm); write --seed=X,Y,Z when X is negative")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present, else cpu")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to use from a DICOM folder")
+    p.add_argument("--no-gate", action="store_true",
+                   help="keep structures the quality gate removes (outside the scan's field of view); "
+                        "they are still reported")
     return p
 
 
@@ -69,11 +76,26 @@ def run(args) -> int:
 
         vol = replace(vol, modality="CT")  # NIfTI/NRRD/MHA carry no modality: the user says it is a CT
     res = segment(vol, method=args.method, bundle=bundle, device=device, progress=ProgressBar("segmenting"), **options)
-    out = save_volume(res.labels, out_path)
+    from surgtwin.services.quality import describe, gate_segmentation
+
+    gate = gate_segmentation(vol, res)  # field of view, plausibility, calibrated confidence
+    out = save_volume(res.labels if args.no_gate else gate.labels, out_path)
     side = json_path_for(out)
     tmp = side.with_name(f".{side.name}.tmp")
+    doc = res.to_json()
+    status = {n: q["status"] for n, q in gate.record["structures"].items()}
+    for st in doc["structures"]:
+        q = gate.record["structures"].get(st["name"], {})
+        st.update(status=status.get(st["name"], "ok"), reasons=q.get("reasons", []),
+                  calibrated_confidence=q.get("confidence"))
+    if not args.no_gate:
+        doc["structures"] = [st for st in doc["structures"] if st["status"] != "removed"]
+        doc["labels"] = gate.labels.labels.to_json()
+    doc["quality"] = gate.record
+    for line in describe(gate.record):
+        print(line)
     try:
-        tmp.write_text(json.dumps(res.to_json(), indent=2) + "\n")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(side)
     except OSError as exc:
         raise SurgtwinError(f"cannot write the label JSON ({exc.strerror or exc})", path=side) from None

@@ -62,6 +62,7 @@ for _name, _kind, _text in (
     ("centerlines", "arrays", "vessel centerlines (LPS mm) with radius, as a graph of segments"),
     ("flow", "arrays", "reduced-order blood-flow results (per-segment pressure and flow)"),
     ("tavr", "records", "TAVR annulus measurements and device sizing"),
+    ("quality", "records", "segmentation quality gate: field of view, per-structure status, reasons, confidence"),
 ):
     register_slot(_name, _kind, _text)
 

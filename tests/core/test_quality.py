@@ -153,3 +153,12 @@ def test_field_of_view_of_the_samples_and_nothing_correct_is_dropped(name, must,
     checked = {n: s for n, s in qa.structures.items() if n in model_names}
     assert checked and all(s.status == "ok" for s in checked.values()), {
         n: s.reasons for n, s in checked.items() if s.status != "ok"}
+
+
+def test_the_bundled_calibration_is_installed_and_improves_the_calibration_error():
+    from surgtwin.core.segmentation.quality import default_calibration
+
+    cal = default_calibration()
+    assert cal is not None and cal["model"] == "surgtwin_ct_multiorgan"
+    assert cal["ece_after"] < cal["ece_before"]
+    assert calibrate(0.95, "liver", cal) > calibrate(0.6, "liver", cal)

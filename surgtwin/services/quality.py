@@ -213,3 +213,13 @@ def record_array_free(rec: dict) -> dict:
         return x
 
     return conv(rec)
+
+
+def usable_structures(case: Case) -> dict:
+    """Options for a gated step over "everything it may use now": ``{}`` when nothing is flagged, else
+    ``{"structures": [the label map's structures less the flagged, unconfirmed ones]}`` (the app
+    meshes those after a segmentation; the flagged ones follow once confirmed)."""
+    flagged = set(unconfirmed(case)) if case is not None and case.labels is not None else set()
+    if not flagged:
+        return {}
+    return {"structures": [lab.name for lab in case.labels.labels if lab.name not in flagged]}

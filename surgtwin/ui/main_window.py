@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 from surgtwin.core.case import LabelsEditedError
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.render.presets import WINDOW_PRESETS
-from surgtwin.services import pipeline
+from surgtwin.services import pipeline, quality
 from surgtwin.services.panels import default_registry
 from surgtwin.services.session import Session
 from surgtwin.ui.case_actions import FILE_FILTER, CaseActions
@@ -445,7 +445,7 @@ class MainWindow(QMainWindow):
             return
         self._dirty_values = set()
         self.cases.autosave()  # a long step: keep what the user has before it
-        job = self.prepare_step("mesh", allow_stale=allow_stale)
+        job = self.prepare_step("mesh", allow_stale=allow_stale, **quality.usable_structures(self.session.case))
         if job is not None:
             self.jobs.run("Building meshes", _mesh_and_display, job, len(self.session.labels.labels),
                           on_done=self._meshed)

@@ -1,8 +1,10 @@
-"""Structure list: visibility, colour and opacity per structure, with volume (ml) and mean HU."""
+"""Structure list: visibility, colour and opacity per structure, with volume (ml) and mean HU, and the
+segmentation quality gate: flagged structures marked with their reasons, a banner above the list
+naming what was flagged or removed, and buttons to confirm them (``surgtwin.services.quality``)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 COLS = ("Structure", "", "Opacity", "ml", "HU")
+FLAG_COLOUR = "#ffb454"
 
 
 class StructurePanel(QWidget):
@@ -28,6 +31,23 @@ class StructurePanel(QWidget):
         self.setObjectName("structurePanel")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        self.banner = QLabel("")
+        self.banner.setObjectName("qualityBanner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet(f"background: #3a2c14; color: {FLAG_COLOUR}; padding: 4px; border-radius: 3px;")
+        lay.addWidget(self.banner)
+        brow = QHBoxLayout()
+        self.confirm_button = QPushButton("Confirm selected")
+        self.confirm_button.setObjectName("confirmStructure")
+        self.confirm_button.setToolTip("I have checked this flagged structure: let planning steps use it")
+        self.confirm_button.clicked.connect(self.confirm_selected)
+        self.confirm_all_button = QPushButton("Confirm all flagged")
+        self.confirm_all_button.setObjectName("confirmAllStructures")
+        self.confirm_all_button.clicked.connect(self.confirm_all)
+        brow.addWidget(self.confirm_button)
+        brow.addWidget(self.confirm_all_button)
+        lay.addLayout(brow)
+        self._banner_widgets = (self.banner, self.confirm_button, self.confirm_all_button)
         self.table = QTableWidget(0, len(COLS), self)
         self.table.setObjectName("structureTable")
         self.table.setHorizontalHeaderLabels(COLS)
@@ -65,6 +85,7 @@ class StructurePanel(QWidget):
         session.display_changed.connect(self._on_display)
         session.labels_changed.connect(lambda bbox=None: self.rebuild() if bbox is None else None)
         session.stats_changed.connect(self._fill_stats)
+        session.items_changed.connect(lambda key: self._apply_quality() if key in ("quality", "labels") else None)
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -99,8 +120,77 @@ class StructurePanel(QWidget):
                 self.table.setItem(r, c, cell)
         self._updating = False
         self._fill_stats()
+        self._apply_quality()
         self.hint.setText("" if self._values else
                           "No structures yet: open a sample case, load labels, or run Segment (Ctrl+G).")
+
+    # -- the quality gate ---------------------------------------------------------------------------
+    def _apply_quality(self) -> None:
+        """Mark flagged structures in the list and say in the banner what the gate found."""
+        from surgtwin.services import quality
+
+        case = self.session.case
+        status = quality.structure_status(case) if case is not None else {}
+        rec = quality.quality_record(case) if case is not None else None
+        self._updating = True
+        for r, v in enumerate(self._values):
+            it = self.table.item(r, 0)
+            d = self.session.display[v]
+            st = status.get(d.name)
+            name = d.name.replace("_", " ")
+            tip = f"label value {v}; double-click to centre the views on it"
+            if st is not None:
+                conf = st.get("confidence")
+                tip += f"\nquality: {st['status']}" + (f", confidence {conf:.2f}" if conf is not None else "")
+                tip += "".join(f"\n  - {x}" for x in st.get("reasons") or [])
+            flagged = st is not None and st["status"] == "flagged"
+            it.setText(f"⚠ {name}" if flagged else name)
+            it.setForeground(QColor(FLAG_COLOUR) if flagged else self.table.palette().text().color())
+            it.setToolTip(tip)
+        self._updating = False
+        blocking = quality.unconfirmed(case) if case is not None and rec is not None else []
+        removed = [n for n, st in status.items() if st["status"] == "removed"]
+        lines, details = [], []
+        if blocking:
+            lines.append(f"⚠ {len(blocking)} flagged: {', '.join(n.replace('_', ' ') for n in blocking)}. "
+                         "Planning steps wait for your check (Confirm, or edit them).")
+            details += [f"{n.replace('_', ' ')}: {r}" for n in blocking for r in status[n].get("reasons") or []]
+        if removed:
+            regions = ", ".join((rec or {}).get("fov", {}).get("regions") or [])
+            lines.append(f"Removed {len(removed)} outside the scan ({regions or 'field of view'}): "
+                         + ", ".join(n.replace("_", " ") for n in removed) + ".")
+            details += [f"{n.replace('_', ' ')}: {r}" for n in removed for r in status[n].get("reasons") or []]
+        self.banner.setText("<br>".join(lines))
+        self.banner.setToolTip("\n".join(details))
+        self.banner.setVisible(bool(lines))
+        for w in (self.confirm_button, self.confirm_all_button):
+            w.setVisible(bool(blocking))
+
+    def confirm_selected(self) -> None:
+        from surgtwin.services import quality
+
+        rows = self.table.selectionModel().selectedRows()
+        if rows and self.session.case is not None:
+            name = self.session.display[self._values[rows[0].row()]].name
+            if name in quality.unconfirmed(self.session.case):
+                quality.confirm_structures(self.session.case, [name])
+                self._remesh()  # the confirmed structure joins the 3D scene
+        self._apply_quality()
+
+    def _remesh(self) -> None:
+        """Mesh again once the running job (e.g. the previous confirmation's meshing) is done."""
+        if self.ctx.jobs.busy:
+            QTimer.singleShot(250, self._remesh)
+        else:
+            self.ctx.build_meshes()
+
+    def confirm_all(self) -> None:
+        from surgtwin.services import quality
+
+        if self.session.case is not None and quality.quality_record(self.session.case) is not None:
+            quality.confirm_structures(self.session.case, "all")
+            self._remesh()
+        self._apply_quality()
 
     def _fill_stats(self) -> None:
         stats = self.session.stats

@@ -37,6 +37,17 @@ def settle(app, win, seconds: float = 1.0) -> None:
         time.sleep(0.02)
 
 
+def save_shot(app, win, out: Path) -> int:
+    """Let the window settle, render the 3D view, save the picture, close."""
+    settle(app, win, 2.0)
+    win.views.view3d.render_now()
+    settle(app, win, 0.5)
+    win.screenshot(str(out))
+    print(f"saved {out}")
+    win.close()
+    return 0
+
+
 def quality_shot(out: Path, ct: Path) -> int:
     """The bundled model on a real chest CT the user brings (``ct``), then the quality gate's banner."""
     from surgtwin.ui.app import create_app
@@ -58,13 +69,7 @@ def quality_shot(out: Path, ct: Path) -> int:
             dock.hide()
     win.docks["structures"].show()
     win.docks["structures"].raise_()
-    settle(app, win, 2.0)
-    win.views.view3d.render_now()
-    settle(app, win, 0.5)
-    win.screenshot(str(out))
-    print(f"saved {out}")
-    win.close()
-    return 0
+    return save_shot(app, win, out)
 
 
 def main(argv: list[str]) -> int:
@@ -136,13 +141,7 @@ def main(argv: list[str]) -> int:
         planner.focus()
         panel.finish()
         panel.tabs.setCurrentIndex(0)
-    settle(app, win, 2.0)
-    win.views.view3d.render_now()
-    settle(app, win, 0.5)
-    win.screenshot(str(out))
-    print(f"saved {out}")
-    win.close()
-    return 0
+    return save_shot(app, win, out)
 
 
 if __name__ == "__main__":

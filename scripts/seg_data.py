@@ -250,6 +250,34 @@ def phantom_spacing(seed: int):
     return [(3.0, 3.0), (2.5, 2.5), (3.0, 5.0), (3.0, 2.0)][seed % 4]
 
 
+def synth_ct(ch: np.ndarray, rng: np.random.Generator, *, mean_range=(-1000.0, 1500.0), std_range=(0.0, 60.0),
+             bias_max: float = 0.25, blur_max: float = 1.0, noise_max: float = 40.0) -> np.ndarray:
+    """SynthSeg-style CT re-synthesised from a label map (an option of training; off by default).
+
+    Every label value (background included) gets its own random mean HU from ``mean_range`` and its own
+    random std from ``std_range``; then a random Gaussian blur of that texture (sigma up to ``blur_max``
+    voxels per axis), a smooth random multiplicative bias field (up to +-``bias_max``, applied to HU + 1024)
+    and random Gaussian noise (sd up to ``noise_max`` HU). No flips: left/right structures are distinct
+    labels. The labels are not changed; returns float32 HU of ``ch``'s shape."""
+    from scipy import ndimage
+
+    ch = np.asarray(ch)
+    n = int(ch.max()) + 1
+    means = rng.uniform(*mean_range, size=n)
+    stds = rng.uniform(*std_range, size=n)
+    idx = ch.astype(np.intp)
+    hu = means[idx] + stds[idx] * rng.standard_normal(ch.shape)
+    sig = rng.uniform(0.0, blur_max, size=ch.ndim)
+    if sig.max() > 0.05:
+        hu = ndimage.gaussian_filter(hu, sig, mode="nearest")
+    coarse = rng.normal(0.0, 1.0, size=(4,) * ch.ndim)
+    field = ndimage.zoom(coarse, [s / 4.0 for s in ch.shape], order=3, mode="nearest")[tuple(slice(0, s) for s in ch.shape)]
+    field = field / max(float(np.abs(field).max()), 1e-6) * rng.uniform(0.0, bias_max)
+    hu = (hu + 1024.0) * (1.0 + field) - 1024.0
+    hu = hu + rng.uniform(0.0, noise_max) * rng.standard_normal(ch.shape)
+    return hu.astype(np.float32)
+
+
 def _cache_main(argv=None):
     """Fill the phantom cache: ``python scripts/seg_data.py KIND SEED [SEED ...]`` (training spacing)."""
     import argparse

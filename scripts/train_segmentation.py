@@ -58,6 +58,9 @@ def parse(argv=None):
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--real-fraction", type=float, default=0.35, help="share of samples from real CT")
+    p.add_argument("--synth-fraction", type=float, default=0.0,
+                   help="share of patches whose CT is re-synthesised from the labels (SynthSeg-style: random "
+                        "intensity per structure, bias field, blur, noise; seg_data.synth_ct); 0 = off")
     p.add_argument("--max-steps", type=int, default=0,
                    help="train exactly this many steps (deterministic); 0: wall-clock mode, see --max-minutes")
     p.add_argument("--max-minutes", type=float, default=40.0,
@@ -122,9 +125,10 @@ class Sampler:
     both seeded.
     """
 
-    def __init__(self, samples, weights, patch, seed, device, blood_ch, organ_ch):
+    def __init__(self, samples, weights, patch, seed, device, blood_ch, organ_ch, synth_fraction=0.0):
         import torch
 
+        self.synth_fraction = float(synth_fraction)
         self.samples = samples
         self.w = np.asarray(weights, float) / np.sum(weights)
         self.patch = patch
@@ -196,6 +200,9 @@ class Sampler:
         if rng.random() < 0.7:
             sd = float(rng.uniform(3, 35))
             hu = hu + sd * torch.randn(hu.shape, generator=self.gen, device=self.dev)
+        if self.synth_fraction > 0 and rng.random() < self.synth_fraction:
+            # SynthSeg-style: the CT of this patch re-synthesised from its labels (anatomy, not texture)
+            hu = torch.from_numpy(seg_data.synth_ct(ch[0, 0].cpu().numpy().astype(np.uint8), rng)).to(self.dev)[None, None]
         return hu, ch.long()
 
     def batch(self, n):
@@ -332,7 +339,7 @@ def main(argv=None):
     n_classes = len(names)
     blood = [C.channel_of(n) for n in C.BLOOD]
     organs = [C.channel_of(n) for n in ORGAN_HU]
-    sampler = Sampler(samples, weights, args.patch, args.seed, device, blood, organs)
+    sampler = Sampler(samples, weights, args.patch, args.seed, device, blood, organs, args.synth_fraction)
     net = UNet(**{k: v for k, v in NET.items() if k != "_target_"}, out_channels=n_classes).to(device)
     if args.init:
         net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))

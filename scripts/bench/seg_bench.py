@@ -130,7 +130,7 @@ def per_class_voxels(pred, truth, names, mask=None, only=None, merge=None):
 def real_dice(bundle):
     """{set: {structure: {dice, truth_voxels, pred_voxels}}}, plus {set: note}; each input segmented by
     ``segment(volume, bundle=...)`` as ``surgtwin segment`` does (NIfTI/NRRD/MRC -> modality CT). Never the
-    TotalSegmentator sdist's aorta_report/pulmonary_report/spine_report (the project's blind test)."""
+    TotalSegmentator sdist's three report folders (reserved as the project's blind test)."""
     import SimpleITK as sitk
 
     from surgtwin.core.geometry import resample_to, volume_from_sitk

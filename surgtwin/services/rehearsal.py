@@ -58,6 +58,7 @@ from surgtwin.core.case import Case, Provenance
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import report
 from surgtwin.services.pipeline import Step, StepJob, StepOutput, register_step
+from surgtwin.services.trajectory import trajectory
 
 ITEM = "rehearsals"
 TRAJECTORIES = "trajectories"
@@ -89,29 +90,7 @@ class MapsClearance:
         return {n: float(v) - radius_mm for n, v in zip(self.structures, d, strict=True)}
 
 
-# -- trajectories ------------------------------------------------------------------------------------
-def trajectories(case: Case) -> list[dict]:
-    it = case.item(TRAJECTORIES)
-    if it is None:
-        return []
-    v = it.value
-    if isinstance(v, dict):
-        v = v.get("trajectories", [])
-    return list(v or [])
-
-
-def trajectory(case: Case, key) -> dict:
-    """A trajectory record by id or name."""
-    items = trajectories(case)
-    for t in items:
-        if str(t.get("id")) == str(key):
-            return t
-    for t in items:
-        if t.get("name") == key:
-            return t
-    raise SurgtwinError(f"no trajectory {key!r} in the case",
-                        hint="ids: " + (", ".join(str(t.get("id")) for t in items) or
-                                        "none planned yet (surgtwin plan trajectory CASE ...)"))
+# -- trajectories (the case's plans: surgtwin.services.trajectory) ----------------------------------
 
 
 def plan_of(traj: dict):

@@ -74,11 +74,15 @@ def trajectories(case: Case) -> list[dict]:
 
 
 def trajectory(case: Case, trajectory_id: str) -> dict:
-    for r in trajectories(case):
-        if r.get("id") == str(trajectory_id):
-            return r
-    raise SurgtwinError(f"no trajectory with id {trajectory_id!r} in the case",
-                        hint="ids: " + (", ".join(r["id"] for r in trajectories(case)) or "none planned yet"))
+    """A trajectory record by id (or, failing that, by name)."""
+    items = trajectories(case)
+    for match in (lambda r: str(r.get("id")) == str(trajectory_id), lambda r: r.get("name") == trajectory_id):
+        for r in items:
+            if match(r):
+                return r
+    raise SurgtwinError(f"no trajectory {trajectory_id!r} in the case",
+                        hint="ids: " + (", ".join(str(r.get("id")) for r in items) or
+                                        "none planned yet (surgtwin plan trajectory CASE ...)"))
 
 
 def planner_maps(case_or_maps, *, labels_hash: str | None = None):

@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from surgtwin.ui.widgets import labelled_combo
+
 LOADS = {"hip-stem": ["walking", "stairs", "3xBW"], "pedicle-screw": ["pullout", "compression"]}
 FIELDS = {"SED change %": "sed_change", "von Mises implanted MPa": "von_mises_implanted_mpa",
           "von Mises intact MPa": "von_mises_intact_mpa", "off": None}
@@ -78,13 +80,7 @@ class FemPanel(QWidget):
         row.addWidget(self.compare_button)
         row.addWidget(self.size_b)
         lay.addLayout(row)
-        cm = QHBoxLayout()
-        cm.addWidget(QLabel("Colour the bone by"))
-        self.field = QComboBox(self)
-        self.field.setObjectName("femField")
-        self.field.addItems(list(FIELDS))
-        self.field.currentTextChanged.connect(lambda *_: self.show_results())
-        cm.addWidget(self.field, 1)
+        cm, self.field = labelled_combo(self, "Colour the bone by", "femField", FIELDS, self.show_results)
         lay.addLayout(cm)
         self.table = QTableWidget(0, 4, self)
         self.table.setObjectName("femTable")

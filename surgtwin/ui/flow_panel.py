@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QLineEdit,
     QPushButton,
     QTableWidget,
@@ -28,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from surgtwin.ui.see_through import SeeThroughToggle
-from surgtwin.ui.widgets import note_label, scrolling_label
+from surgtwin.ui.widgets import labelled_combo, note_label, scrolling_label
 
 TREE = "aorta"
 #: the stented tree is drawn beside the original, shifted along L by the tree's width plus this gap
@@ -84,13 +83,8 @@ class FlowPanel(QWidget):
         row.addWidget(self.stent_diameter)
         row.addWidget(self.stent_button)
         lay.addLayout(row)
-        cm = QHBoxLayout()
-        cm.addWidget(QLabel("Colour the tree by"))
-        self.field = QComboBox(self)
-        self.field.setObjectName("flowField")
-        self.field.addItems(["pressure", "flow", "off"])
-        self.field.currentTextChanged.connect(lambda *_: self.show_results())
-        cm.addWidget(self.field, 1)
+        cm, self.field = labelled_combo(self, "Colour the tree by", "flowField", ["pressure", "flow", "off"],
+                                        self.show_results)
         self.see_through = SeeThroughToggle(session, self)
         self.see_through.setObjectName("flowSeeThrough")
         cm.addWidget(self.see_through)

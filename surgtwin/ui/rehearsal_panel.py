@@ -198,7 +198,8 @@ class RehearsalPanel(QWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        from surgtwin.services.rehearsal import rehearsals, trajectories
+        from surgtwin.services.rehearsal import rehearsals
+        from surgtwin.services.trajectory import trajectories
 
         case = self.session.case
         keep = self.trajectory.currentData()

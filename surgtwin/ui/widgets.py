@@ -50,3 +50,18 @@ def readonly_table(parent, name: str, headers=None, *, columns: int | None = Non
     t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     t.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
     return t
+
+
+def labelled_combo(parent, text: str, name: str, items, on_change):
+    """A row "text [combo]" (e.g. the field a result is coloured by): (the row's layout, the combo);
+    ``on_change()`` runs when the choice changes."""
+    from PySide6.QtWidgets import QComboBox, QHBoxLayout
+
+    row = QHBoxLayout()
+    row.addWidget(QLabel(text, parent))
+    combo = QComboBox(parent)
+    combo.setObjectName(name)
+    combo.addItems(list(items))
+    combo.currentTextChanged.connect(lambda *_: on_change())
+    row.addWidget(combo, 1)
+    return row, combo

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,10 @@ while True:
 """
 
 
+#: one "saving|saved <i> <hash>" line of the child (a pipe write this short is atomic, never torn)
+REPORT = re.compile(r"^(saving|saved) (\d+) ([0-9a-f]{64})$", re.MULTILINE)
+
+
 def case_files_clean(folder: Path) -> None:
     """No temporary file and no data file the manifest does not name."""
     doc = json.loads((folder / "manifest.json").read_text())
@@ -81,7 +86,8 @@ def test_kill_9_while_saving_leaves_the_old_or_the_new_case(tmp_path):
         proc.send_signal(signal.SIGKILL)
         rest, _ = proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        lines = [ln.split() for ln in (first + rest).splitlines() if ln.count(" ") == 2]
+        # only the child's own report lines: anything else a library prints on stdout is ignored
+        lines = REPORT.findall(first + rest)
         hashes = {int(i): h for _, i, h in lines}
         saved = [int(i) for word, i, _ in lines if word == "saved"]
         saving = [int(i) for word, i, _ in lines if word == "saving"]

@@ -43,12 +43,14 @@ _LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS axis -> (letter of -axis,
 
 @dataclass(frozen=True)
 class Overlay:
-    """A point or a segment drawn on a slice: ``points`` (1 or 2 LPS points), RGB ``colour``, ``label``."""
+    """Drawn on a slice: a point (one LPS point: a ring with a cross), a segment or a polyline (more;
+    ``closed`` joins the last to the first), in RGB ``colour``, with an optional ``label``."""
 
     points: tuple
     colour: tuple[int, int, int] = CROSS_COLOUR
     label: str = ""
     dashed: bool = False
+    closed: bool = False
 
 
 # -- annotations ----------------------------------------------------------------------------------
@@ -323,6 +325,10 @@ def _draw_overlays(rgb: np.ndarray, overlays, to_px) -> np.ndarray:
             d.line([(c + 3, r), (c + 11, r)], fill=colour, width=2)
             d.line([(c, r - 11), (c, r - 3)], fill=colour, width=2)
             d.line([(c, r + 3), (c, r + 11)], fill=colour, width=2)
+        elif len(px) > 2:
+            pts = [(c, r) for r, c in px] + ([(px[0][1], px[0][0])] if ov.closed else [])
+            d.line(pts, fill=colour, width=2, joint="curve")
+            r, c = px[0]
         else:
             (r0, c0), (r1, c1) = px[0], px[-1]
             if ov.dashed:

@@ -185,7 +185,7 @@ def _jpeg(rgb: np.ndarray) -> io.BytesIO:
 
 
 def _figure(block: Figure, width: float, st, scrub):
-    """One table: rows of pictures (one height per row, aspect kept) and the caption under them; it is
+    """One table: rows of pictures (each as wide as its cell, aspect kept) and the caption under them; it is
     not split across pages, and a heading before it stays with it (``keepWithNext``)."""
     from reportlab.lib.units import mm
     from reportlab.platypus import Image
@@ -198,9 +198,10 @@ def _figure(block: Figure, width: float, st, scrub):
     imgs = [img for _, img in block.images]
     for i in range(0, len(imgs), cols):
         chunk = imgs[i:i + cols]
-        # one height for the row: the lowest that lets every picture fit its cell, within the limit
-        row_h = min([cell_w * a.shape[0] / a.shape[1] for a in chunk] + [block.max_height_mm * mm])
-        row = [Image(_jpeg(a), width=row_h * a.shape[1] / a.shape[0], height=row_h) for a in chunk]
+        row = []
+        for a in chunk:  # as wide as its cell, no higher than the limit, at its own aspect ratio
+            h = min(cell_w * a.shape[0] / a.shape[1], block.max_height_mm * mm)
+            row.append(Image(_jpeg(a), width=h * a.shape[1] / a.shape[0], height=h))
         rows.append(row + [""] * (cols - len(row)))
     style = [("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
              ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
@@ -217,7 +218,7 @@ def _boxed(paragraph, border: str, background: str):
     from reportlab.lib import colors
     from reportlab.platypus import Table as RLTable
 
-    t = RLTable([[paragraph]], colWidths=None, hAlign="LEFT")
+    t = RLTable([[paragraph]], colWidths=None, hAlign="LEFT", spaceAfter=6)
     t.setStyle([("BOX", (0, 0), (-1, -1), 1.2, colors.HexColor(border)),
                 ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(background)),
                 ("LEFTPADDING", (0, 0), (-1, -1), 6), ("RIGHTPADDING", (0, 0), (-1, -1), 6),
@@ -239,7 +240,9 @@ def flowables(doc: ReportDoc, width: float, scrub=lambda s: s) -> list:
         story.append(_p(sec.title, st["h1"], scrub))
         if sec.stale:
             text = "STALE: " + "; ".join(sec.stale) + ". Rebuild it before relying on it."
-            story += [_boxed(_p(text, st["stale"], scrub), RED, "#fdecea"), Spacer(1, 2 * mm)]
+            box = _boxed(_p(text, st["stale"], scrub), RED, "#fdecea")
+            box.keepWithNext = True  # the heading, the box and the section's first block stay on one page
+            story.append(box)
         for b in sec.blocks:
             if isinstance(b, Text):
                 story.append(_p(b.text, st["h2"] if b.style == "h2" else st.get(b.style, st["body"]), scrub))

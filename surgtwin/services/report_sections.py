@@ -73,7 +73,7 @@ def structures(case, stats: dict, quality_status: dict) -> Section | None:
     edited = " The label map was edited by hand since it was made." if case.labels_edited_by_hand() else ""
     cols = [0.05, 0.37, 0.15, 0.14, 0.12, 0.17]
     return Section("Structures", [
-        Text(f"{len(rows)} structures, from {how}.{edited} Volumes are voxel counts times the voxel volume "
+        Text(f"{len(rows)} structure{'s' if len(rows) != 1 else ''}, from {how}.{edited} Volumes are voxel counts times the voxel volume "
              f"({lab.voxel_volume_ml * 1000:.2f} mm\u00b3); intensities are the image's (HU for CT)."),
         Table(["", "structure", "volume (ml)", "mean HU", "SD HU", "quality gate"], rows, cols,
               verdict_columns=(5,))], stale=case.stale_reasons("labels"))

@@ -17,6 +17,7 @@ edges, a millimetre scale bar), so they stay readable when printed or exported o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,6 +159,10 @@ def render_scene(objects, *, size=(900, 700), view="A", bounds=None, title: str 
 
     objects = [o for o in objects if o.visible and len(o.faces)]
     w, h = int(size[0]), int(size[1])
+    if not os.environ.get("DISPLAY"):  # headless: VTK tries X first and warns on stderr before EGL/OSMesa
+        import vtk
+
+        vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)
     bounds = bounds if bounds is not None else objects_bounds(objects)
     pl = pv.Plotter(off_screen=True, window_size=(w, h))
     try:

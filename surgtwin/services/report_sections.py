@@ -246,6 +246,8 @@ def flow(case, figures: dict) -> Section | None:
                                    "small"))
             stale += [f"{k}: {r}" for r in case.stale_reasons(k)]
         blocks += figures.get(key, [])
+    if not blocks:  # results without their centerlines: nothing to show
+        return None
     blocks.append(Text("Reduced-order (0D) model: Poiseuille segments with stenosis losses and three-element "
                        "Windkessel outlets; a planning estimate, not a measured pressure.", "note"))
     return Section("Blood flow", blocks, stale=stale)

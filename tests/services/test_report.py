@@ -177,3 +177,29 @@ def test_report_step_reads_a_snapshot(femur_case, tmp_path):
     assert case.change_count == before
     with pytest.raises(SurgtwinError, match="needs the PDF"):
         pipeline.prepare_step(case, "report")
+
+
+@needs_poppler
+@pytest.mark.slow
+def test_flow_report(tmp_path):
+    from tests.services.test_flow_step import y_case
+
+    case = y_case()
+    pipeline.run_step(case, "flow", stent={"s0": 18.0})
+    text = pdf_text(rep.write_report(case, tmp_path / "flow.pdf"))
+    flat = " ".join(text.split())
+    assert "Blood flow" in text and "flow:aorta: inflow" in flat and "virtual stent" in flat and "Pd/Pp" in text
+    assert "Implants" not in text and "Reduced-order (0D) model" in flat
+
+
+@needs_poppler
+@pytest.mark.slow
+def test_tavr_report(tmp_path):
+    case = pipeline.new_case(pipeline.sample_root() / "cardiac-cta")
+    pipeline.run_step(case, "tavr", bsa_m2=1.9)
+    text = pdf_text(rep.write_report(case, tmp_path / "tavr.pdf"))
+    flat = " ".join(text.split())
+    rec = case.item("tavr").value
+    assert "TAVR planning" in text and "Device sizing" in text and "Virtual valve" in text
+    assert f"{rec['measurement']['area_mm2']:.1f} mm²" in flat and "balloon-expandable 26 mm" in flat
+    assert "recommended" in flat and "Slices through the aortic annulus centre" in flat

@@ -346,7 +346,8 @@ STEPS = {
 STEP_MODULES: tuple[str, ...] = ("surgtwin.services.implants", "surgtwin.services.simulate",
                                   "surgtwin.services.flow", "surgtwin.services.tavr",
                                   "surgtwin.services.trajectory",
-                                  "surgtwin.services.rehearsal")
+                                  "surgtwin.services.rehearsal", "surgtwin.services.report",
+                                  "surgtwin.services.dicom_export")
 
 
 def register_step(step: Step) -> Step:

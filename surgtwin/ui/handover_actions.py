@@ -122,8 +122,19 @@ class HandoverActions(QObject):
         return case
 
     def _default_target(self, suffix: str) -> str:
-        base = self.session.case_path.parent if self.session.case_path is not None else \
-            Path(str(self.win.settings.value("last_dir", "") or Path.home()))
+        """Beside the saved case, else in the last folder used; never inside the installed program
+        (the sample cases' folder) or a folder the user cannot write: then the home folder."""
+        import os
+
+        from surgtwin.resources import sample_root
+
+        if self.session.case_path is not None:
+            base = self.session.case_path.parent
+        else:
+            base = Path(str(self.win.settings.value("last_dir", "") or Path.home()))
+        inside_program = base.resolve().is_relative_to(sample_root().resolve().parent)
+        if inside_program or not base.is_dir() or not os.access(base, os.W_OK):
+            base = Path.home()
         name = (self.session.case.name or "case") if self.session.case is not None else "case"
         return str(base / f"{name}{suffix}")
 
@@ -153,7 +164,9 @@ class HandoverActions(QObject):
             return False
 
         def done(out) -> None:
-            self._written(target, title)
+            files = (out.summary or {}).get("files") or {}
+            counts = " · ".join(f"{kind.upper()} {n}" for kind, n in files.items())
+            self._written(target, title + (f" ({counts} files)" if counts else ""))
             if on_done is not None:
                 on_done(out)
 

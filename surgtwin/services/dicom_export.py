@@ -88,7 +88,7 @@ class ExportJob:
         """Write the objects into ``out_dir`` (created; must be empty or absent)."""
         out = Path(out_dir)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise SurgtwinError("the output folder is not empty", path=out,
+            raise SurgtwinError("the output folder is not empty" if out.is_dir() else "is a file, not a folder", path=out,
                                 hint="choose a new or empty folder, so the export is not mixed with other files")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

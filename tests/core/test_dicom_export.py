@@ -95,6 +95,22 @@ def test_seg_and_rtstruct_round_trip_exactly(case, tmp_path):
     assert rt_back.metadata["warnings"] == [] and seg_back.metadata["warnings"] == []
 
 
+def test_empty_and_untabled_structures_round_trip(case, tmp_path):
+    """A table entry without voxels (an absent organ) and voxels without a table entry both survive."""
+    lab = case.labels
+    table = LabelTable([*lab.labels, Label(20, "spleen", (1, 2, 3), "SCT:78961009")])
+    arr = lab.array.copy()
+    arr[0, 0, 0] = 33
+    case.set_labels(LabelMap(arr, lab.affine, lab.frame_of_reference_uid, None, {}, labels=table), Provenance("manual"))
+    res = dicom_export.export_dicom(case, tmp_path / "out", snapshots=[])
+    for f in (res.files["seg"][0], res.files["rtstruct"][0]):
+        back = dicom_export.import_segmentation(case, f)
+        np.testing.assert_array_equal(back.array, arr)
+        assert [(x.value, x.name) for x in back.labels] == [(3, "liver"), (7, "kidney_left"), (12, "tumour"),
+                                                            (20, "spleen"), (33, "label_33")]
+        assert back.metadata["warnings"] == ["empty in this image: spleen"]
+
+
 def test_objects_reference_the_source(case, tmp_path):
     res = dicom_export.export_dicom(case, tmp_path / "out", snapshots=[("axial", RGB)])
     ct = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((tmp_path / "src" / "dicom").iterdir())]

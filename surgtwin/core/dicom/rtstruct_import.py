@@ -76,34 +76,49 @@ def _color(rc):
         return None
 
 
-def fill_polygon(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):
-    """``(box, mask)``: the pixels of a ``shape`` image whose centres lie inside the closed polygon
-    (``rows``, ``cols``: vertex coordinates in pixel indices; a centre on an edge counts as inside), as a
-    boolean ``mask`` over the 2D ``box`` (a tuple of slices); ``(None, None)`` when nothing is filled.
-
-    An even-odd scanline fill over the crossings of each pixel-centre row with the edges: linear in the
-    number of edges and filled pixels (``skimage.draw.polygon`` tests every pixel of the bounding box
-    against every edge, ~100x slower on a body outline)."""
-    y0, x0 = np.asarray(rows, float), np.asarray(cols, float)
-    y1, x1 = np.r_[y0[1:], y0[:1]], np.r_[x0[1:], x0[:1]]
+def _spans(y0, x0, y1, x1, n_rows: int, n_cols: int, upper: bool):
+    """Row spans ``(j, start, end)`` (inclusive columns) of the even-odd fill, counting a vertex on a
+    pixel-centre row with the edge below it (``upper=False``: rows lo <= j < hi) or above it
+    (``upper=True``: lo < j <= hi). Each rule alone is a consistent fill; a centre on an edge is inside
+    under one of them."""
     lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
-    j_first = np.maximum(np.ceil(lo).astype(np.int64), 0)  # rows j with lo <= j < hi: a vertex counts once
-    j_last = np.minimum(np.ceil(hi).astype(np.int64) - 1, shape[0] - 1)
+    if upper:
+        j_first, j_last = np.floor(lo).astype(np.int64) + 1, np.floor(hi).astype(np.int64)
+    else:
+        j_first, j_last = np.ceil(lo).astype(np.int64), np.ceil(hi).astype(np.int64) - 1
+    j_first, j_last = np.maximum(j_first, 0), np.minimum(j_last, n_rows - 1)
     counts = np.maximum(j_last - j_first + 1, 0)
     total = int(counts.sum())
     if total == 0:
-        return None, None
+        return None
     edge = np.repeat(np.arange(len(y0)), counts)
     j = j_first[edge] + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     x = x0[edge] + (j - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
     order = np.lexsort((x, j))
     j, x = j[order], x[order]
     if len(j) % 2 or np.any(j[0::2] != j[1::2]):  # an open or degenerate ring: no defined inside
-        return None, None
+        return None
     jj, start, end = j[0::2], np.ceil(x[0::2]).astype(np.int64), np.floor(x[1::2]).astype(np.int64)
-    start, end = np.maximum(start, 0), np.minimum(end, shape[1] - 1)
+    start, end = np.maximum(start, 0), np.minimum(end, n_cols - 1)
     keep = start <= end
-    jj, start, end = jj[keep], start[keep], end[keep]
+    return jj[keep], start[keep], end[keep]
+
+
+def fill_polygon(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):
+    """``(box, mask)``: the pixels of a ``shape`` image whose centres lie inside the closed polygon or on
+    its edges (``rows``, ``cols``: vertex coordinates in pixel indices; the rule of
+    ``skimage.draw.polygon``), as a boolean ``mask`` over the 2D ``box`` (a tuple of slices);
+    ``(None, None)`` when nothing is filled.
+
+    An even-odd scanline fill over the crossings of each pixel-centre row with the edges: linear in the
+    number of edges and filled pixels (``skimage.draw.polygon`` tests every pixel of the bounding box
+    against every edge, ~100x slower on a body outline)."""
+    y0, x0 = np.asarray(rows, float), np.asarray(cols, float)
+    y1, x1 = np.r_[y0[1:], y0[:1]], np.r_[x0[1:], x0[:1]]
+    parts = [p for p in (_spans(y0, x0, y1, x1, *shape, upper=u) for u in (False, True)) if p is not None]
+    if not parts:
+        return None, None
+    jj, start, end = (np.concatenate(a) for a in zip(*parts, strict=True))
     if jj.size == 0:
         return None, None
     r0, r1, c0, c1 = int(jj.min()), int(jj.max()) + 1, int(start.min()), int(end.max()) + 1

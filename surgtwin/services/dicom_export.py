@@ -25,6 +25,7 @@ from pathlib import Path
 from surgtwin.core.case import Case, Provenance
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import check, report, scaled
+from surgtwin.services import recovery
 from surgtwin.services.pipeline import Step, StepJob, StepOutput, register_step
 
 SEG_FILE = "seg.dcm"
@@ -287,14 +288,7 @@ def _prepare(case: Case, **options) -> StepJob:
     if not options.get("out"):
         raise SurgtwinError("the export step needs a folder to write", hint="surgtwin export CASE --dicom OUT/")
     job = prepare_export(case, structures=options.get("structures"))
-    snap = None
-    if options.get("snapshots", True):
-        try:
-            from surgtwin.services.report import snapshot_case
-        except ImportError:
-            snap = None
-        else:
-            snap = snapshot_case(case)
+    snap = recovery.snapshot(case) if options.get("snapshots", True) else None
     return StepJob("export", _export_step, (job, dict(options), snap))
 
 

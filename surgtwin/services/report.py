@@ -12,7 +12,7 @@
 * ``report_figures(case, ...)`` (``surgtwin.services.report_figures``): the same pictures, each with the
   report section it belongs to.
 * Step ``report`` (options ``out``, ``deidentify``): the report as a pipeline job for the app; it
-  renders from ``snapshot_case(case)`` so the case may change while it runs, and stores nothing.
+  renders from ``services.recovery.snapshot(case)`` so the case may change while it runs, and stores nothing.
 
 De-identified (``deidentify=True``): no patient name, ID, birth date, sex, accession, institution,
 study date, description, UIDs, source path or free-text notes; the case is called by its name only
@@ -33,6 +33,7 @@ from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import check, report
 from surgtwin.services import report_sections as sec
 from surgtwin.services.pipeline import Step, StepJob, StepOutput, register_step
+from surgtwin.services.recovery import snapshot
 from surgtwin.services.report_figures import Picture, figures_by_section, report_figures
 from surgtwin.services.report_pages import Figure, ReportDoc, Section, Table, Text, build_pdf
 
@@ -313,26 +314,6 @@ def write_report(case: Case, out_path, *, deidentify: bool = False, progress=Non
 
 
 # -- the pipeline step ----------------------------------------------------------------------------------
-def snapshot_case(case: Case) -> Case:
-    """A copy of ``case`` to read off its thread: its own label array and measurement list; item values
-    are shared (steps replace items, they never change them in place). Hashes and staleness carry over."""
-    import copy
-    from dataclasses import replace
-
-    snap = Case(case.volume, case.source, name=case.name, case_id=case.case_id, created=case.created,
-                volume_hash=case.volume_hash)
-    for key in case.keys():
-        it = case.item(key)
-        if key == "labels":
-            snap.set_labels(replace(it.value, array=it.value.array.copy()), it.provenance,
-                            item_hash=case.current_hash("labels"), produced_hash=it.produced_hash)
-        else:
-            snap.set_item(key, it.value, it.provenance, item_hash=it.hash, produced_hash=it.produced_hash)
-    snap.measurements = copy.deepcopy(case.measurements)
-    snap.notes, snap.view = case.notes, dict(case.view)
-    return snap
-
-
 def _report_step(snap: Case, opts: dict, *, progress=None, cancel=None) -> StepOutput:
     path = write_report(snap, opts["out"], deidentify=bool(opts.get("deidentify")), progress=progress, cancel=cancel)
     return StepOutput("report", summary={"path": str(path), "deidentified": bool(opts.get("deidentify"))})
@@ -341,7 +322,7 @@ def _report_step(snap: Case, opts: dict, *, progress=None, cancel=None) -> StepO
 def _prepare(case: Case, **options) -> StepJob:
     if not options.get("out"):
         raise SurgtwinError("the report step needs the PDF to write", hint="surgtwin report CASE --out plan.pdf")
-    return StepJob("report", _report_step, (snapshot_case(case), dict(options)))
+    return StepJob("report", _report_step, (snapshot(case), dict(options)))
 
 
 register_step(Step("report", "the plan report (PDF): pictures, structures, plan items, provenance, intended use",

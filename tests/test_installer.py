@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "scripts" / "build_installer"
+DESKTOP_FILE = ROOT / "packaging" / "debian" / "surgtwin.desktop"
 STAGE_LINE = re.compile(r"^\[(\d)/(\d)\] (\w+) +(ok|failed) +([\d.]+) s  (.*)$")
 
 
@@ -70,6 +71,16 @@ def test_no_arguments_open_the_gui(monkeypatch):
     monkeypatch.setattr(gui, "run", lambda args: called.setdefault("path", args.path) or 0)
     assert cli_main.main(load_entry().frozen_argv([])) == 0
     assert called == {"path": None}
+
+
+def test_desktop_entry_is_valid():
+    text = DESKTOP_FILE.read_text()
+    assert "Exec=surgtwin gui %f" in text and "Icon=surgtwin" in text and "Terminal=false" in text
+    validator = shutil.which("desktop-file-validate")
+    if validator is None:
+        pytest.skip("desktop-file-validate is not installed (apt-get install desktop-file-utils)")
+    proc = subprocess.run([validator, str(DESKTOP_FILE)], capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
 
 
 def test_selftest_from_source(tmp_path):
@@ -166,7 +177,8 @@ def test_bundle_runs_selftest_self_contained(installers):
 
     # third-party licences ship; no GPL-only system library is copied in (libreadline)
     summary = app / "_internal" / "THIRD-PARTY-LICENSES" / "SUMMARY.txt"
-    assert "torch" in summary.read_text() and "PySide6" in summary.read_text()
+    listed = summary.read_text()
+    assert all(name in listed for name in ("torch", "PySide6", "networkx")), listed  # networkx: mesh repair
     assert not list(app.rglob("libreadline*"))
 
     home = installers["base"] / "home-bundle"
@@ -204,6 +216,7 @@ def test_deb_layout_and_fields(installers):
     for lib in ("libgl1", "libegl1", "libxkbcommon0", "libfontconfig1", "libglib2.0-0", "libdbus-1-3",
                 "libxcb-cursor0"):
         assert lib in fields["Depends"], fields["Depends"]
+    assert re.search(r"libc6 \(>= 2\.\d+\)", fields["Depends"]), fields["Depends"]  # the build machine's glibc
     assert "<" in fields["Maintainer"] and "@" in fields["Maintainer"]
     assert "not for clinical use" in info.lower()
 
@@ -232,10 +245,5 @@ def test_deb_installed_into_a_scratch_root_runs_selftest(installers):
     assert f"frozen build in {root.resolve() / 'opt' / 'surgtwin'}" in proc.stdout, proc.stdout
 
     desktop = root / "usr" / "share" / "applications" / "surgtwin.desktop"
-    text = desktop.read_text()
-    assert "Exec=surgtwin" in text and "Icon=surgtwin" in text
-    validator = shutil.which("desktop-file-validate")
-    if validator is None:
-        pytest.skip("desktop-file-validate is not installed (apt-get install desktop-file-utils)")
-    proc = subprocess.run([validator, str(desktop)], capture_output=True, text=True)
-    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+    assert desktop.read_bytes() == DESKTOP_FILE.read_bytes()  # the file test_desktop_entry_is_valid checks
+    assert (root / "usr" / "share" / "icons" / "hicolor" / "256x256" / "apps" / "surgtwin.png").is_file()

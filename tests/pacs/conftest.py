@@ -10,6 +10,7 @@ and storage folder, seeded with the sample cases (synthetic PHANTOM^ patients) t
         orthanc.stop()                       # kill it (later tests in the session would then fail:
                                              # use the function-scoped ``orthanc_factory`` instead)
 
+``write_series(folder, n_series=, n_slices=)`` writes small synthetic PHANTOM^ CT series to seed or send.
 ``orthanc_factory(**config)`` starts a further, private server (killed when the test ends) with extra
 configuration keys, for tests that kill it or need other settings. Skips with a reason where the
 ``Orthanc`` program is missing (Debian/Ubuntu: ``apt-get install orthanc``; ``.ci/run`` installs it).
@@ -26,6 +27,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +104,8 @@ class OrthancServer:
         self.proc.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -153,6 +156,7 @@ def start_orthanc(workdir: Path, **config) -> OrthancServer:
         "LimitFindResults": 0,
         "LimitFindInstances": 0,
         "StorageAccessOnFind": "Never",
+        "MaximumStorageCacheSize": 0,  # read instances from disk on each retrieve (no hidden copy)
         "HttpThreadsCount": 8,
         "DicomThreadsCount": 4,
     }
@@ -191,14 +195,47 @@ def seed_samples(server: OrthancServer) -> None:
                                                  len(files), case / "dicom")
 
 
+def write_series(folder: Path, *, n_series: int = 1, n_slices: int = 1, size: int = 4, seed: str = "tiny",
+                 patient: str = "PHANTOM^TINY", description: str = "tiny synthetic series") -> list[Path]:
+    """Synthetic CT series (PHANTOM^ patient) of one study: ``n_series`` series of ``n_slices`` slices of
+    ``size`` x ``size`` pixels, one sub-folder per series; deterministic UIDs from ``seed``."""
+    import numpy as np
+
+    from surgtwin.core.dicom.write import write_ct_series
+    from surgtwin.core.types import Volume
+
+    rng = np.random.default_rng(zlib.crc32(seed.encode()))
+    vol = Volume(rng.integers(-1000, 1000, (n_slices, size, size)).astype(np.int16), np.diag([2.0, 0.7, 0.7, 1.0]))
+    out = []
+    for k in range(1, n_series + 1):
+        out.append(folder / f"s{k:04d}")
+        write_ct_series(vol, out[-1], patient_name=patient, patient_id=f"{patient.replace('^', '-')}-{seed}",
+                        study_description=description, series_description=f"{description} {k}", uid_seed=seed,
+                        series_number=k, compress=False)
+    return out
+
+
+#: the session's server, shared by every module that imports the ``orthanc`` fixture (tests/cli too)
+_SHARED: dict[str, OrthancServer] = {}
+
+
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory):
-    """The session's seeded Orthanc (see the module docstring)."""
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    """The session's seeded Orthanc (see the module docstring); one per session even where another test
+    package imports this fixture."""
+    server = _SHARED.get("server")
+    if server is None or not server.alive():
+        server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+        try:
+            seed_samples(server)
+        except BaseException:
+            server.stop()
+            raise
+        _SHARED["server"] = server
     try:
-        seed_samples(server)
         yield server
     finally:
+        server.resume()  # a test that paused it and failed must not leave it stopped for the next
         server.stop()
 
 

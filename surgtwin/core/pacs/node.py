@@ -8,6 +8,9 @@
 ``calling_ae`` at this machine's address and that port (its "modality" entry for us), since C-MOVE
 makes the PACS open a second association *to us* to deliver the images. C-GET needs no port.
 
+``research`` marks a research/teaching archive: only such a node may receive de-identified results
+(sending pseudonymised copies into a clinical PACS would file them under a new, fake patient).
+
 TLS is optional: with ``tls_ca`` set the association runs over TLS and the server certificate is
 checked against that CA; ``tls_cert``/``tls_key`` add a client certificate (both or neither).
 """
@@ -52,6 +55,7 @@ class PacsNode:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    research: bool = False
 
     def __post_init__(self) -> None:
         name = str(self.name).strip()
@@ -77,6 +81,8 @@ class PacsNode:
         object.__setattr__(self, "timeout_s", timeout)
         for field in ("tls_cert", "tls_key", "tls_ca"):
             object.__setattr__(self, field, str(getattr(self, field) or ""))
+        if not isinstance(self.research, bool):
+            raise SurgtwinError(f"research {self.research!r} must be true or false")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise SurgtwinError(f"node {name!r}: tls_cert and tls_key go together",
                                 hint="give both the client certificate and its private key, or neither")

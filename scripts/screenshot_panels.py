@@ -112,12 +112,84 @@ def handover_shot(out: Path) -> int:
     return 0
 
 
+def pacs_shot(out: Path) -> int:
+    """File ▸ Open from PACS over the window: a private Orthanc on loopback seeded with the sample
+    cases (the test fixture's helpers), echoed, searched for the PHANTOM patients, the head study's
+    series listed and retrieved (C-GET); the dialog drawn over the window (the head case open)."""
+    import os
+    import shutil
+    import tempfile
+
+    from PySide6.QtGui import QColor, QPainter
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pacs.conftest import seed_samples, start_orthanc
+
+    tmp = Path(tempfile.mkdtemp(prefix="pacs_shot_"))
+    os.environ.update(SURGTWIN_PACS_NODES=str(tmp / "nodes.json"), SURGTWIN_PACS_CACHE=str(tmp / "cache"),
+                      SURGTWIN_SETTINGS=str(tmp / "settings.ini"))
+    server = start_orthanc(tmp / "orthanc")
+    try:
+        from dataclasses import replace
+
+        from surgtwin.resources import sample_root
+        from surgtwin.services import pacs
+        from surgtwin.ui.app import create_app
+        from surgtwin.ui.main_window import MainWindow
+        from surgtwin.ui.pacs_browser import PacsBrowser
+
+        pacs.save_nodes([replace(server.node, name="Radiology PACS", timeout_s=30.0)])
+        seed_samples(server)
+        app = create_app()
+        win = MainWindow(ask_on_close=False)
+        win.resize(1500, 920)
+        win.show()
+        win.open_path(sample_root() / "head")
+        wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
+        settle(app, win)
+        dlg = PacsBrowser(win)  # what File ▸ Open from PACS… shows
+        dlg.show()
+        dlg.echo()
+        settle(app, win, 0.2)
+        dlg.patient_id.setText("PHANTOM*")
+        dlg.search()
+        settle(app, win, 0.2)
+        head = next(dlg.tree.topLevelItem(i) for i in range(dlg.tree.topLevelItemCount())
+                    if "HEAD" in dlg.tree.topLevelItem(i).text(0).upper())
+        dlg.tree.setCurrentItem(head)  # lists its series
+        settle(app, win, 0.2)
+        dlg.tree.setCurrentItem(head.child(0))
+        dlg.retrieve()
+        settle(app, win, 1.0)
+        dlg.resize(1180, 470)
+        message = dlg.status.text()
+        win.views.view3d.render_now()
+        settle(app, win, 0.5)
+        picture = win.grab()
+        painter = QPainter(picture)
+        x, y = (picture.width() - dlg.width()) // 2, (picture.height() - dlg.height()) // 3
+        painter.drawPixmap(x, y, dlg.grab())
+        painter.setPen(QColor("#4da3ff"))  # the dialog's edge (its window frame is not in the grab)
+        painter.drawRect(x - 1, y - 1, dlg.width() + 1, dlg.height() + 1)
+        painter.end()
+        picture.save(str(out))
+        print(f"saved {out}: {message}")
+        dlg.close()
+        win.close()
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     what, out = argv[0], Path(argv[1])
     if what == "quality":  # scripts/screenshot_panels.py quality OUT.png CHEST_CT
         return quality_shot(out, Path(argv[2]))
     if what == "handover":
         return handover_shot(out)
+    if what == "pacs":
+        return pacs_shot(out)
     from surgtwin.resources import sample_root
     from surgtwin.ui.app import create_app
     from surgtwin.ui.main_window import MainWindow

@@ -25,6 +25,7 @@ from surgtwin.ui.dialogs import NOT_FOR_CLINICAL_USE, about_box, error_box
 from surgtwin.ui.editing import LabelEditor
 from surgtwin.ui.handover_actions import HandoverActions
 from surgtwin.ui.job_runner import JobRunner
+from surgtwin.ui.pacs_actions import PacsActions
 from surgtwin.ui.segmentation_choice import METHOD_TEXT, SegmentationChoice
 from surgtwin.ui.settings import app_settings, recent_files
 from surgtwin.ui.tool_state import ToolState
@@ -47,7 +48,7 @@ class MainWindow(QMainWindow):
         self.editor = LabelEditor(self.session, self.tools, self)
         self.jobs = JobRunner(self, self)
         self.cases = CaseActions(self, autosave_minutes=autosave_minutes)
-        self.handover = HandoverActions(self)
+        self.handover, self.pacs = HandoverActions(self), PacsActions(self)
         self.cases.opened.connect(self._opened)
         self.cases.items_loaded.connect(self._show_case_meshes)
         self.session.labels_replaced.connect(lambda: setattr(self, "_meshes_base_ok", False))
@@ -62,8 +63,7 @@ class MainWindow(QMainWindow):
         self._dirty_values: set[int] = set()
         self.views = ViewArea(self.session, self.tools, self.editor, self)
         self.setCentralWidget(self.views)
-        self.panels = {}
-        self.docks = {}
+        self.panels, self.docks = {}, {}
         self._build_panels(registry or default_registry())
         self._build_actions()
         self._build_status()
@@ -142,9 +142,9 @@ class MainWindow(QMainWindow):
         self.samples_menu = f.addMenu("Sample &cases")
         self.recent_menu = f.addMenu("&Recent cases and images")
         f.addSeparator()
-        f.addAction(self.act_save_case)
-        f.addAction(self.act_save_case_as)
+        f.addActions([self.act_save_case, self.act_save_case_as])
         self.handover.add_to(f)  # export meshes, report, DICOM; import SEG/RTSTRUCT
+        self.pacs.add_to(f)  # open from / send results to a PACS
         f.addSeparator()
         f.addAction(self._act("&Quit", self.close, "Ctrl+Q"))
         self._fill_samples()

@@ -48,6 +48,22 @@ def save_shot(app, win, out: Path) -> int:
     return 0
 
 
+def window_on_sample(name: str):
+    """The app's window, 1500x920, with the bundled sample case ``name`` open: (app, window)."""
+    from surgtwin.resources import sample_root
+    from surgtwin.ui.app import create_app
+    from surgtwin.ui.main_window import MainWindow
+
+    app = create_app()
+    win = MainWindow(ask_on_close=False)
+    win.resize(1500, 920)
+    win.show()
+    win.open_path(sample_root() / name)
+    wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
+    settle(app, win)
+    return app, win
+
+
 def quality_shot(out: Path, ct: Path) -> int:
     """The bundled model on a real chest CT the user brings (``ct``), then the quality gate's banner."""
     from surgtwin.ui.app import create_app
@@ -79,17 +95,7 @@ def handover_shot(out: Path) -> int:
 
     from PySide6.QtGui import QPainter
 
-    from surgtwin.resources import sample_root
-    from surgtwin.ui.app import create_app
-    from surgtwin.ui.main_window import MainWindow
-
-    app = create_app()
-    win = MainWindow(ask_on_close=False)
-    win.resize(1500, 920)
-    win.show()
-    win.open_path(sample_root() / "head")
-    wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
-    settle(app, win)
+    app, win = window_on_sample("head")
     win.handover.export_dicom(Path(tempfile.mkdtemp()) / "head_dicom", deidentify=True)
     settle(app, win)
     message = win.statusBar().currentMessage()
@@ -132,21 +138,12 @@ def pacs_shot(out: Path) -> int:
     try:
         from dataclasses import replace
 
-        from surgtwin.resources import sample_root
         from surgtwin.services import pacs
-        from surgtwin.ui.app import create_app
-        from surgtwin.ui.main_window import MainWindow
         from surgtwin.ui.pacs_browser import PacsBrowser
 
         pacs.save_nodes([replace(server.node, name="Radiology PACS", timeout_s=30.0)])
         seed_samples(server)
-        app = create_app()
-        win = MainWindow(ask_on_close=False)
-        win.resize(1500, 920)
-        win.show()
-        win.open_path(sample_root() / "head")
-        wait(app, lambda: win.session.volume is not None and win.views.view3d.plotter is not None)
-        settle(app, win)
+        app, win = window_on_sample("head")
         dlg = PacsBrowser(win)  # what File ▸ Open from PACS… shows
         dlg.show()
         dlg.echo()

@@ -195,15 +195,18 @@ class Inbox:
         self.unexpected = 0
 
     def handle(self, event) -> int:
-        """pynetdicom's EVT_C_STORE handler; returns the C-STORE status."""
+        """pynetdicom's EVT_C_STORE handler; returns the C-STORE status. With one series expected (a
+        series-level retrieve) the dataset is not decoded here: ``PendingSeries.verify`` reads every file."""
         try:
-            ds = event.dataset
-            series_uid = str(ds.get("SeriesInstanceUID", ""))
-            sop_uid = str(ds.get("SOPInstanceUID", ""))
+            if len(self.pending) == 1:
+                (target,) = self.pending.values()
+                sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+            else:
+                ds = event.dataset
+                target = self.pending.get(str(ds.get("SeriesInstanceUID", "")))
+                sop_uid = str(ds.get("SOPInstanceUID", ""))
         except Exception:  # noqa: BLE001 - an undecodable dataset is refused, not a crash of the SCP
-            self.unexpected += 1
-            return STATUS_NOT_ASKED_FOR
-        target = self.pending.get(series_uid)
+            target = None
         if target is None:
             self.unexpected += 1
             return STATUS_NOT_ASKED_FOR

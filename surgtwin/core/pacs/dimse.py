@@ -83,6 +83,15 @@ def _sop_class(name: str) -> str:
     return str(getattr(sop_class, name))
 
 
+def _no_delay(event) -> None:
+    """EVT_CONN_OPEN: switch Nagle's algorithm off (a PDU written in two parts otherwise waits for the
+    peer's delayed ACK, ~40 ms per C-STORE on Linux)."""
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+
+
 def _new_ae(node: PacsNode):
     from pynetdicom import AE
 
@@ -126,6 +135,8 @@ def _rejection(assoc) -> str:
 @contextmanager
 def association(node: PacsNode, operation: str, contexts, *, ext_neg=None, handlers=None):
     """An established association with ``node`` (released on leaving, aborted on an exception)."""
+    from pynetdicom import evt
+
     ae = _new_ae(node)
     for cx in contexts:
         ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
@@ -135,7 +146,7 @@ def association(node: PacsNode, operation: str, contexts, *, ext_neg=None, handl
     for attempt in range(node.retries + 1):
         started = time.monotonic()
         assoc = ae.associate(address, node.port, ae_title=node.ae_title, ext_neg=ext_neg,
-                             evt_handlers=handlers or [], tls_args=tls)
+                             evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay), *(handlers or [])], tls_args=tls)
         if assoc.is_established:
             break
         if assoc.is_rejected:
@@ -290,7 +301,8 @@ def _storage_server(node: PacsNode, handle):
     for uid in [*(cx.abstract_syntax for cx in AllStoragePresentationContexts), *EXTRA_STORAGE_CLASSES]:
         ae.add_supported_context(uid, list(STORAGE_TRANSFER_SYNTAXES))
     try:
-        return ae.start_server(("", node.store_port), block=False, evt_handlers=[(evt.EVT_C_STORE, handle)])
+        return ae.start_server(("", node.store_port), block=False,
+                               evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay), (evt.EVT_C_STORE, handle)])
     except OSError as exc:
         raise fail(node, "C-MOVE", f"cannot listen for the images on port {node.store_port} ({exc.strerror or exc})",
                    "another program (or another retrieve) uses that port: wait, or change the node's store port "

@@ -3,6 +3,7 @@ send back and find again, a study of hundreds of series, progress and cancel."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 
@@ -239,3 +240,43 @@ def test_nodes_file(pacs_env, monkeypatch):
     monkeypatch.delenv("SURGTWIN_PACS_NODES")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(pacs_env / "cfg"))
     assert pacs.nodes_path() == pacs_env / "cfg" / "surgtwin" / "pacs_nodes.json"
+
+
+def _make_certificates(folder) -> None:
+    """A CA and a server and a client certificate it signed (openssl CLI, 2048-bit RSA, 2 days)."""
+    import subprocess
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=surgtwin-test-ca")
+    for name in ("server", "client"):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl program to make certificates")
+def test_tls(orthanc_factory, pacs_env, tmp_path):
+    """DICOM over TLS with client certificates (Orthanc: DicomTlsEnabled, remote certificate required)."""
+    _make_certificates(tmp_path)
+    server = orthanc_factory(DicomTlsEnabled=True, DicomTlsCertificate=str(tmp_path / "server.crt"),
+                             DicomTlsPrivateKey=str(tmp_path / "server.key"),
+                             DicomTlsTrustedCertificates=str(tmp_path / "ca.crt"),
+                             DicomTlsRemoteCertificateRequired=True)
+    (folder,) = write_series(tmp_path / "tls", n_slices=4, size=16, seed="tls", patient="PHANTOM^TLS")
+    server.upload(sorted(folder.glob("*.dcm")))
+    node = replace(server.node, tls_ca=str(tmp_path / "ca.crt"), tls_cert=str(tmp_path / "client.crt"),
+                   tls_key=str(tmp_path / "client.key"))
+    assert pacs.echo(node) > 0
+    (study,) = pacs.find(node)
+    (got,) = pacs.retrieve(node, study["study_uid"], method="get")
+    assert len(list(got.glob("*.dcm"))) == 4
+    with pytest.raises(SurgtwinError, match=r"C-ECHO failed: the TLS handshake failed \(.*CERTIFICATE_REQUIRED"):
+        pacs.echo(replace(node, tls_cert="", tls_key=""))
+    with pytest.raises(SurgtwinError, match=r"the TLS handshake failed \(CERTIFICATE_VERIFY_FAILED"):
+        pacs.echo(replace(node, tls_ca=str(tmp_path / "client.crt")))  # not the CA that signed the server
+    with pytest.raises(SurgtwinError, match="closed the connection during association.*expects TLS"):
+        pacs.echo(server.node)  # plain DICOM to a TLS port

@@ -124,6 +124,22 @@ def _probe(address: str, node: PacsNode) -> str | None:
         return exc.strerror or str(exc)
 
 
+def _tls_probe(address: str, node: PacsNode, context) -> str:
+    """What the TLS layer says about a connection to the node (its alert, or a verification error)."""
+    import ssl
+
+    try:
+        with socket.create_connection((address, node.port), timeout=min(node.timeout_s, 5.0)) as raw:
+            with context.wrap_socket(raw, server_hostname=node.host) as tls:
+                tls.settimeout(0.5)
+                tls.recv(1)  # TLS 1.3 servers refuse a client certificate only after the handshake
+    except ssl.SSLError as exc:
+        return exc.reason or str(exc)
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return "the node closed the connection"
+
+
 def _rejection(assoc) -> str:
     try:
         prim = assoc.acceptor.primitive
@@ -165,10 +181,13 @@ def association(node: PacsNode, operation: str, contexts, *, ext_neg=None, handl
                 why = f"the node accepted the connection but did not answer the association request within " \
                       f"{node.timeout_s:g} s"
                 hint = "the server may be hung or overloaded; try again later or raise the node's timeout"
+            elif tls:
+                why = f"the TLS handshake failed ({_tls_probe(address, node, tls[0])})"
+                hint = "check the node's TLS certificates (tls_ca, tls_cert, tls_key) and that it expects TLS here"
             else:
-                why = "the node closed the connection during association" + (" (TLS handshake?)" if tls else "")
-                hint = ("check the TLS certificates and that the node expects TLS on this port" if tls else
-                        "check the node's port, AE titles and that it accepts surgtwin's calling AE title")
+                why = "the node closed the connection during association"
+                hint = ("check the node's port and AE titles, and whether it expects TLS on this port "
+                        "(then set tls_ca)")
             raise fail(node, operation, why, hint)
         if attempt < node.retries:
             time.sleep(RETRY_PAUSE_S * (attempt + 1))

@@ -12,7 +12,9 @@ makes the PACS open a second association *to us* to deliver the images. C-GET ne
 (sending pseudonymised copies into a clinical PACS would file them under a new, fake patient).
 
 TLS is optional: with ``tls_ca`` set the association runs over TLS and the server certificate is
-checked against that CA; ``tls_cert``/``tls_key`` add a client certificate (both or neither).
+checked against that CA (not its host name: PACS certificates seldom name the address used);
+``tls_cert``/``tls_key`` add a client certificate (both or neither). Our C-MOVE storage SCP listens
+without TLS, so over TLS use C-GET, or have the PACS send its C-MOVE results in the clear.
 """
 
 from __future__ import annotations

@@ -212,19 +212,31 @@ def retrieve(node: PacsNode, study_uid: str, series_uid: str = "", *, method: st
     return [f for f in folders if f is not None]
 
 
+def _store_info(path: Path) -> tuple[str, str] | None:
+    """(SOP class UID, transfer syntax UID) of a DICOM file, or None when it is not one."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+        return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+    except (InvalidDicomError, AttributeError, OSError, ValueError, KeyError):
+        return None
+
+
 def _collect(paths) -> tuple[list[tuple[Path, str, str]], list[tuple[Path, str]], int]:
     """(DICOM files with SOP class and transfer syntax, files given by name that are not DICOM, skipped)."""
     files, bad, skipped = [], [], 0
     for p in (Path(x) for x in paths):
         if p.is_dir():
             for f in sorted(q for q in p.rglob("*") if q.is_file()):
-                info = dimse.read_store_info(f)
+                info = _store_info(f)
                 if info is None or info[0] == DICOMDIR_CLASS:
                     skipped += 1
                 else:
                     files.append((f, *info))
         elif p.is_file():
-            info = dimse.read_store_info(p)
+            info = _store_info(p)
             if info is None:
                 bad.append((p, "not a DICOM file"))
             elif info[0] != DICOMDIR_CLASS:

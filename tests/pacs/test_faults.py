@@ -10,7 +10,8 @@ What Orthanc 1.10 does, as these tests pin down:
 * an instance whose file is missing from its storage: the whole C-GET/C-MOVE answers 0xC000;
 * a C-STORE sub-operation our side refuses: C-GET counts it as failed (final status 0xB000, warning);
   C-MOVE gives up on the whole request (0xC000, "C-STORE SCU ... has failed with DIMSE status 0xA700");
-* a C-STORE of an unknown SOP class: its presentation context is rejected.
+* a C-STORE of an unknown SOP class: its presentation context is rejected;
+* C-GET of an instance of a private SOP class (not among the storage classes asked for): 0xC000.
 """
 
 from __future__ import annotations
@@ -237,3 +238,22 @@ def test_cache_refuses_foreign_and_unreadable_instances(tmp_path):
     assert not pending.folder.exists() and store.lookup("1.2.3", "1.2.3.4") is None
     with pytest.raises(SurgtwinError, match="not a DICOM UID"):
         store.begin("1.2.3", "../../etc")
+
+
+def test_private_object_type_needs_c_move(orthanc, pacs_env, tmp_path):
+    """C-GET asks for a fixed list of storage classes: Orthanc fails the whole C-GET for an instance of a
+    private class (0xC000, "No presentation context"); our C-MOVE storage SCP takes any class."""
+    (folder,) = write_series(tmp_path / "private", n_slices=3, size=8, seed="private", patient="PHANTOM^PRIVATE")
+    files = sorted(folder.glob("*.dcm"))
+    ds = pydicom.dcmread(files[1])
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.826.0.1.3680043.8.498.999.1"
+    ds.save_as(files[1], enforce_file_format=True)
+    orthanc.upload(files)  # over REST: Orthanc's C-STORE SCP would refuse the unknown class
+    study_uid = str(ds.StudyInstanceUID)
+    with pytest.raises(SurgtwinError, match=r"C-GET failed: the node could not carry out the request \(status "
+                                            r"0xC000.*C-MOVE may work"):
+        pacs.retrieve(orthanc.node, study_uid, method="get")
+    _assert_nothing_cached(study_uid)
+    (got,) = pacs.retrieve(orthanc.node, study_uid, method="move")
+    classes = sorted(str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in got.glob("*.dcm"))
+    assert classes == ["1.2.826.0.1.3680043.8.498.999.1", "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ EXTRA_STORAGE_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.7",)
 MAX_CONTEXTS = 128
 RETRY_PAUSE_S = 0.5
 STATUS_SUCCESS, STATUS_CANCEL, STATUS_PENDING = 0x0000, 0xFE00, (0xFF00, 0xFF01)
-STATUS_OUT_OF_RESOURCES, STATUS_CANNOT_UNDERSTAND = 0xA700, 0xC000
+STATUS_OUT_OF_RESOURCES = 0xA700
 
 #: (operation, level model) -> pynetdicom SOP class name
 _MODELS = {
@@ -59,6 +59,8 @@ def _configure_pynetdicom() -> None:
     # C-STORE of a file path sends the file's bytes as they are: no decoding and re-encoding (a large
     # RTSTRUCT takes pydicom seconds to encode, long enough for the association's idle timer to fire)
     _config.STORE_SEND_CHUNKED_DATASET = True
+    # our C-MOVE storage SCP takes any SOP class the PACS holds, private ones too
+    _config.UNRESTRICTED_STORAGE_SERVICE = True
 
 
 def fail(node: PacsNode, operation: str, reason: str, hint: str) -> SurgtwinError:
@@ -138,6 +140,12 @@ def _tls_probe(address: str, node: PacsNode, context) -> str:
     except OSError as exc:
         return exc.strerror or str(exc) or type(exc).__name__
     return "the node closed the connection"
+
+
+def _comment(status) -> str:
+    """' (the node's ErrorComment)' when it gave one."""
+    text = str(status.get("ErrorComment", "") or "").strip()
+    return f" ({text})" if text else ""
 
 
 def _rejection(assoc) -> str:
@@ -227,8 +235,7 @@ def _check_final(node: PacsNode, operation: str, status) -> int:
                    "the node may be overloaded or hung; try again, or raise the node's timeout")
     code = int(status.Status)
     if code not in (STATUS_SUCCESS, STATUS_CANCEL) and code not in STATUS_PENDING and code & 0xF000 != 0xB000:
-        comment = str(status.get("ErrorComment", "") or "").strip()
-        raise fail(node, operation, f"the node answered with status 0x{code:04X}" + (f" ({comment})" if comment else ""),
+        raise fail(node, operation, f"the node answered with status 0x{code:04X}{_comment(status)}",
                    "the node refused the request; its log says why (permissions for our AE title, unknown keys)")
     return code
 
@@ -269,17 +276,15 @@ def _cancel_and_drain(assoc, responses, *, model: str, deadline_s: float = 2.0) 
         assoc.abort()
 
 
-def storage_contexts(sop_classes: Iterable[str] | None = None, transfer_syntaxes=STORAGE_TRANSFER_SYNTAXES):
-    """Storage presentation contexts: for the given SOP classes, or pynetdicom's 120 common ones."""
+def storage_contexts():
+    """Storage presentation contexts for C-GET: pynetdicom's 120 common classes and label-map SEG."""
     from pynetdicom import StoragePresentationContexts, build_context
 
-    classes = list(sop_classes) if sop_classes is not None else [
-        *(c.abstract_syntax for c in StoragePresentationContexts), *EXTRA_STORAGE_CLASSES]
-    return [build_context(uid, list(transfer_syntaxes)) for uid in classes]
+    classes = [*(c.abstract_syntax for c in StoragePresentationContexts), *EXTRA_STORAGE_CLASSES]
+    return [build_context(uid, list(STORAGE_TRANSFER_SYNTAXES)) for uid in classes]
 
 
 def retrieve(node: PacsNode, identifier, *, method: str, on_store: StoreHandler,
-             on_pending: Callable[[SubOperations], None] | None = None,
              cancel: CancelToken | None = None) -> SubOperations:
     """C-GET (``method="get"``) or C-MOVE to ourselves (``"move"``, with a storage SCP on
     ``node.store_port`` for the time of the transfer). Each received instance goes to ``on_store``."""
@@ -301,12 +306,12 @@ def retrieve(node: PacsNode, identifier, *, method: str, on_store: StoreHandler,
         roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in store_cx]
         with association(node, operation, [*_contexts(_MODELS[("get", "study")]), *store_cx], ext_neg=roles,
                          handlers=[(evt.EVT_C_STORE, handle)]) as assoc:
-            return _follow(node, operation, assoc, assoc.send_c_get(identifier, model), model, on_pending, cancel)
+            return _follow(node, operation, assoc, assoc.send_c_get(identifier, model), model, cancel)
     server = _storage_server(node, handle)
     try:
         with association(node, operation, _contexts(_MODELS[("move", "study")])) as assoc:
             responses = assoc.send_c_move(identifier, node.calling_ae, model)
-            return _follow(node, operation, assoc, responses, model, on_pending, cancel)
+            return _follow(node, operation, assoc, responses, model, cancel)
     finally:
         server.shutdown()
 
@@ -328,7 +333,7 @@ def _storage_server(node: PacsNode, handle):
                    "(and the PACS's entry for us), or use C-GET") from None
 
 
-def _follow(node, operation, assoc, responses, model, on_pending, cancel) -> SubOperations:
+def _follow(node, operation, assoc, responses, model, cancel) -> SubOperations:
     """Read C-GET/C-MOVE responses to the end; cancel (C-CANCEL, abort) when asked."""
     result = SubOperations()
     for status, identifier in responses:
@@ -344,8 +349,6 @@ def _follow(node, operation, assoc, responses, model, on_pending, cancel) -> Sub
             if value is not None:
                 setattr(result, attr, int(value))
         if result.status in STATUS_PENDING:
-            if on_pending is not None:
-                on_pending(result)
             if cancel is not None and cancel.cancelled:
                 _cancel_and_drain(assoc, responses, model=model)
                 raise Cancelled(f"{operation} cancelled")
@@ -359,9 +362,7 @@ def _follow(node, operation, assoc, responses, model, on_pending, cancel) -> Sub
     if result.status == STATUS_CANCEL:
         raise fail(node, operation, "the node cancelled the transfer", "try again")
     if result.status != STATUS_SUCCESS and result.status & 0xF000 != 0xB000:
-        comment = str(status.get("ErrorComment", "") or "").strip()
-        reason = f"the node could not carry out the request (status 0x{result.status:04X}" + \
-            (f": {comment})" if comment else ")")
+        reason = f"the node could not carry out the request (status 0x{result.status:04X}){_comment(status)}"
         if operation == "C-MOVE":
             hint = (f"the node must know our AE title {node.calling_ae} as a move destination (this computer, port "
                     f"{node.store_port}): add it among its modalities, or use C-GET; else its log says why "
@@ -371,18 +372,6 @@ def _follow(node, operation, assoc, responses, model, on_pending, cancel) -> Sub
                     "C-MOVE may work where C-GET does not")
         raise fail(node, operation, reason, hint)
     return result
-
-
-def read_store_info(path: Path) -> tuple[str, str] | None:
-    """(SOP class UID, transfer syntax UID) of a DICOM file, or None when it is not one."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        meta = pydicom.filereader.read_file_meta_info(path)
-        return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
-    except (InvalidDicomError, AttributeError, OSError, ValueError, KeyError):
-        return None
 
 
 def store(node: PacsNode, files: list[tuple[Path, str, str]], *, progress: Callable[[int, Path], None] | None = None,
@@ -431,5 +420,4 @@ def _store_one(assoc, path: Path, msg_id: int) -> str:
     code = int(status.Status)
     if code == STATUS_SUCCESS or code & 0xF000 == 0xB000:
         return ""
-    comment = str(status.get("ErrorComment", "") or "").strip()
-    return f"refused with status 0x{code:04X}" + (f" ({comment})" if comment else "")
+    return f"refused with status 0x{code:04X}{_comment(status)}"

@@ -137,13 +137,15 @@ def echo(node: PacsNode) -> float:
 
 
 def find(node: PacsNode, *, level: str = "study", patient_id: str = "", patient_name: str = "",
-         study_date: str = "", modality: str = "", study_uid: str = "", limit: int = 500,
+         study_date: str = "", modality: str = "", study_uid: str = "", series_uid: str = "", limit: int = 500,
          cancel=None) -> FindResults:
-    """C-FIND at ``level`` (patient, study, series); at most ``limit`` rows (see ``query.RESULT_KEYS``)."""
+    """C-FIND at ``level`` (patient, study, series); at most ``limit`` rows (see ``query.RESULT_KEYS``).
+    ``series_uid`` (series level only) finds one series."""
     if not isinstance(limit, int) or limit < 1:
         raise SurgtwinError(f"limit {limit!r} must be a whole number of at least 1")
     model, identifier = query.build_identifier(level, patient_id=patient_id, patient_name=patient_name,
-                                               study_date=study_date, modality=modality, study_uid=study_uid)
+                                               study_date=study_date, modality=modality, study_uid=study_uid,
+                                               series_uid=series_uid)
     check(cancel)
     answers, truncated = dimse.find(node, model, identifier, limit=limit, cancel=cancel)
     rows = FindResults(query.result_dict(level, ds) for ds in answers)
@@ -164,7 +166,8 @@ def retrieve(node: PacsNode, study_uid: str, series_uid: str = "", *, method: st
     if not study_uid:
         raise SurgtwinError("retrieve needs a study UID", hint="find it with a study-level find")
     report(progress, 0.0, "looking up the series")
-    rows = [r for r in find(node, level="series", study_uid=study_uid, limit=MAX_SERIES_PER_STUDY, cancel=cancel)
+    rows = [r for r in find(node, level="series", study_uid=study_uid, series_uid=series_uid,
+                            limit=MAX_SERIES_PER_STUDY, cancel=cancel)
             if r["study_uid"] in ("", study_uid) and (not series_uid or r["series_uid"] == series_uid)]
     if not rows:
         what = f"series {series_uid} of study {study_uid}" if series_uid else f"study {study_uid}"

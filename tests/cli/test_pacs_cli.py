@@ -55,7 +55,8 @@ def test_echo_and_find(orthanc, pacs_env, capsys):
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["study_date", "patient_name", "patient_id"]
     assert "PHANTOM^HEAD" in lines[1] and head.study_uid in lines[1] and "1 study(ies) on test-orthanc" in out
-    assert main(["pacs", "find", NODE, "--level", "series", "--study", head.study_uid, "--json"]) == 0
+    assert main(["pacs", "find", NODE, "--level", "series", "--study", head.study_uid, "--series", head.series_uid,
+                 "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["truncated"] is False and [r["series_uid"] for r in data["results"]] == [head.series_uid]
     assert data["results"][0]["n_instances"] == head.n_instances
@@ -90,7 +91,7 @@ def test_send_files(orthanc, pacs_env, tmp_path, capsys):
     assert "pass either FILES or --case" in capsys.readouterr().err
 
 
-def test_errors_are_one_line(orthanc, pacs_env, capsys):
+def test_errors_are_one_line(pacs_env, capsys):
     port = free_port()
     assert main(["pacs", "echo", f"ORTHANC@127.0.0.1:{port}"]) == 2
     err = capsys.readouterr().err

@@ -58,12 +58,13 @@ def test_find_series(orthanc):
     assert (r["series_uid"], r["study_uid"], r["modality"], r["n_instances"]) == (s.series_uid, s.study_uid, "CT",
                                                                                   s.n_instances)
     assert r["series_number"] == "1" and r["series_description"] and r["n_series"] is None
+    assert pacs.find(orthanc.node, level="series", series_uid=s.series_uid) == rows
 
 
 def test_find_refuses_bad_filters(orthanc):
     for kwargs in ({"study_date": "2026-01-01"}, {"study_date": "20261301"}, {"study_date": "20260102-20260101"},
                    {"level": "image"}, {"study_uid": "1.2.x"}, {"level": "patient", "modality": "CT"},
-                   {"patient_name": "A\\B"}, {"modality": "ct scan"}, {"limit": 0}):
+                   {"patient_name": "A\\B"}, {"modality": "ct scan"}, {"limit": 0}, {"series_uid": "1.2"}):
         with pytest.raises(SurgtwinError):
             pacs.find(orthanc.node, **kwargs)
 

@@ -5,7 +5,7 @@
     surgtwin pacs nodes remove NAME
     surgtwin pacs echo NODE
     surgtwin pacs find NODE [--level patient|study|series] [--patient-id X] [--name X] [--date X]
-                            [--modality CT] [--study UID] [--limit N] [--json]
+                            [--modality CT] [--study UID] [--series UID] [--limit N] [--json]
     surgtwin pacs get NODE --study UID [--series UID] [--move] [--open-case OUT.stwin]
     surgtwin pacs send NODE (FILES... | --case CASE.stwin [--deidentify] [--no-snapshots])
 
@@ -60,6 +60,7 @@ def add_parser(sub):
     find.add_argument("--date", default="", help="study date YYYYMMDD or range YYYYMMDD-YYYYMMDD")
     find.add_argument("--modality", default="", help="e.g. CT")
     find.add_argument("--study", default="", help="study instance UID (series level: the study's series)")
+    find.add_argument("--series", default="", help="series instance UID (series level)")
     find.add_argument("--limit", type=int, default=500, help="at most this many results (default 500)")
     find.add_argument("--json", action="store_true", help="print JSON")
 
@@ -138,7 +139,8 @@ def _find(args) -> int:
 
     node = _node(args.node)
     rows = pacs.find(node, level=args.level, patient_id=args.patient_id, patient_name=args.name,
-                     study_date=args.date, modality=args.modality, study_uid=args.study, limit=args.limit)
+                     study_date=args.date, modality=args.modality, study_uid=args.study, series_uid=args.series,
+                     limit=args.limit)
     if args.json:
         print(json.dumps({"node": node.name, "level": args.level, "truncated": rows.truncated, "results": rows},
                          indent=1))

@@ -82,7 +82,7 @@ def check_name(value: str) -> str:
 
 
 def build_identifier(level: str, *, patient_id: str = "", patient_name: str = "", study_date: str = "",
-                     modality: str = "", study_uid: str = ""):
+                     modality: str = "", study_uid: str = "", series_uid: str = ""):
     """(query model, pydicom Dataset identifier) for a C-FIND at ``level`` with these filters."""
     from pydicom.dataset import Dataset
 
@@ -94,6 +94,9 @@ def build_identifier(level: str, *, patient_id: str = "", patient_name: str = ""
         raise SurgtwinError("the patient ID filter must be at most 64 characters, without '\\'")
     study_date = check_date(study_date)
     study_uid = check_uid(study_uid, "study_uid")
+    series_uid = check_uid(series_uid, "series_uid")
+    if series_uid and level != "series":
+        raise SurgtwinError("a series UID filter needs a series-level find", hint="use --level series")
     modality = str(modality).strip().upper()
     if modality and not _MODALITY_RE.match(modality):
         raise SurgtwinError(f"modality {modality!r} is not a DICOM modality code", hint="e.g. CT, MR, SEG")
@@ -113,7 +116,7 @@ def build_identifier(level: str, *, patient_id: str = "", patient_name: str = ""
         ds.ModalitiesInStudy = modality
     elif level == "series":
         ds.Modality = modality
-        ds.SeriesInstanceUID = ""
+        ds.SeriesInstanceUID = series_uid
     return (PATIENT_ROOT if level == "patient" else STUDY_ROOT), ds
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pydicom
+import pytest
 
 from surgtwin.cli.main import main
 from surgtwin.services import pacs
@@ -99,3 +100,23 @@ def test_errors_are_one_line(pacs_env, capsys):
     assert f"C-ECHO failed: cannot connect to 127.0.0.1:{port}: connection refused" in err
     assert main(["pacs", "get", NODE, "--study", "1.2.3"]) == 2
     assert "neither a known node name nor AE@host:port" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_find_get_open_segment_and_send_back_from_the_cli(orthanc, pacs_env, tmp_path, capsys):
+    """The issue's whole path from the command line: find the patient, retrieve the study's series by
+    C-GET into a case, segment it with the bundled model, send the results back, find them on the node."""
+    _add_node(orthanc, capsys)
+    assert main(["pacs", "find", NODE, "--patient-id", "PHANTOM-HEAD*", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["results"]
+    (study,) = [r for r in found if r["study_uid"] == orthanc.samples["head"].study_uid]
+    out_case = tmp_path / "head.stwin"
+    assert main(["pacs", "get", NODE, "--study", study["study_uid"], "--open-case", str(out_case)]) == 0
+    capsys.readouterr()
+    assert main(["case", "run", str(out_case), "--steps", "segment"]) == 0
+    capsys.readouterr()
+    assert main(["pacs", "send", NODE, "--case", str(out_case), "--no-snapshots"]) == 0
+    assert "sent 2 files (rtstruct, seg)" in capsys.readouterr().out
+    back = pacs.find(orthanc.node, level="series", study_uid=study["study_uid"])
+    kinds = sorted(r["modality"] for r in back)
+    assert "SEG" in kinds and "RTSTRUCT" in kinds, kinds

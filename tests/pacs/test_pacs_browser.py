@@ -181,3 +181,36 @@ def test_node_editor_writes_the_node_list(window, qtbot, orthanc, pacs_env):  # 
     assert dlg.node_combo.currentText().startswith("local orthanc") and dlg.echo()
     _idle(qtbot, dlg)
     assert dlg.echo_label.text().startswith("OK ")
+
+
+def test_open_from_pacs_segment_and_send_back(window, qtbot, orthanc):  # noqa: F811 - the imported fixture
+    """The issue's whole path in the app: find, retrieve, open, Segment (bundled model), Send results."""
+    from surgtwin.services import pacs
+
+    head = orthanc.samples["head"]
+    before = len(pacs.find(orthanc.node, level="series", study_uid=head.study_uid, modality="SEG"))
+    dlg = _browser(window, qtbot, orthanc.node)
+    dlg.patient_id.setText("PHANTOM-HEAD*")
+    assert dlg.search()
+    _idle(qtbot, dlg)
+    study = _study(dlg, head.study_uid)
+    dlg.tree.setCurrentItem(study)
+    _idle(qtbot, dlg)
+    dlg.tree.setCurrentItem(_series(study, head.series_uid))
+    assert dlg.retrieve()
+    _idle(qtbot, dlg)
+    dlg.open_button.click()
+    qtbot.waitUntil(lambda: window.session.volume is not None, timeout=60000)
+    wait_jobs(qtbot, window)
+    assert window.session.labels is None or not window.session.labels.array.any()  # pixels only
+    window.act_segment.trigger()
+    wait_jobs(qtbot, window, timeout=240000)
+    assert window.session.labels is not None and "tumour" in window.session.labels.labels.names()
+    wait_jobs(qtbot, window, timeout=240000)  # the meshes follow
+    send = window.pacs.send_results_dialog()
+    send.snapshots.setChecked(False)
+    send.accept()
+    wait_jobs(qtbot, window, timeout=180000)
+    assert window.statusBar().currentMessage().startswith("Results sent to"), window.jobs.last_error
+    after = pacs.find(orthanc.node, level="series", study_uid=head.study_uid, modality="SEG")
+    assert len(after) == before + 1

@@ -10,11 +10,12 @@ import pytest
 from surgtwin.cli.main import main
 from surgtwin.services import pacs
 from tests.pacs import conftest as pacs_fixtures
-from tests.pacs.conftest import free_port, write_series
+from tests.pacs.conftest import free_port, seed_samples, write_series
 
 # the PACS package's fixtures, here too (one Orthanc per session whichever package starts it)
 orthanc = pacs_fixtures.orthanc
 pacs_env = pacs_fixtures.pacs_env
+orthanc_factory = pacs_fixtures.orthanc_factory
 
 NODE = "test-orthanc"
 
@@ -103,9 +104,12 @@ def test_errors_are_one_line(pacs_env, capsys):
 
 
 @pytest.mark.slow
-def test_find_get_open_segment_and_send_back_from_the_cli(orthanc, pacs_env, tmp_path, capsys):
+def test_find_get_open_segment_and_send_back_from_the_cli(orthanc_factory, pacs_env, tmp_path, capsys):
     """The issue's whole path from the command line: find the patient, retrieve the study's series by
-    C-GET into a case, segment it with the bundled model, send the results back, find them on the node."""
+    C-GET into a case, segment it with the bundled model, send the results back, find them on the node.
+    A private server: the results sent back must not change the shared server's studies."""
+    orthanc = orthanc_factory()
+    seed_samples(orthanc)
     _add_node(orthanc, capsys)
     assert main(["pacs", "find", NODE, "--patient-id", "PHANTOM-HEAD*", "--json"]) == 0
     found = json.loads(capsys.readouterr().out)["results"]

@@ -1,3 +1,4 @@
 from surgtwin.cli.main import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: Dask's worker processes re-import the main module when they spawn
+    raise SystemExit(main())

@@ -18,7 +18,7 @@ import sys
 
 #: sub-command modules, in the order --help lists them
 COMMANDS = ("gui", "info", "convert", "case", "mesh", "segment", "plan", "simulate", "rehearse", "report",
-            "export", "pacs", "selftest")
+            "export", "pacs", "cohort", "selftest")
 #: how many directory entries are looked at to find a DICOM file of an input folder (for its PHI values)
 PHI_PROBE_ENTRIES = 200
 

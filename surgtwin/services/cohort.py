@@ -524,7 +524,8 @@ class CohortRun:
         return [r for r in self.records if r.get("status") == "ok"]
 
 
-def _validate_steps(steps) -> list[str]:
+def check_steps(steps) -> list[str]:
+    """The step names, empty ones dropped; an unknown one is refused naming the steps there are."""
     from surgtwin.services import pipeline
 
     steps = [s for s in steps if s]
@@ -561,7 +562,7 @@ def run_cohort(entries, steps=DEFAULT_STEPS, out_dir=".", *, options: dict | Non
     processes (default: the CPU count, at most the number of cases), or this process when ``workers``
     is 0. ``progress`` gets the share of the cohort done and a line such as ``"7/20 cases, 1 failed"``."""
     entries = list(entries)
-    steps = _validate_steps(steps)
+    steps = check_steps(steps)
     options = options or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -607,6 +608,7 @@ def _run_dask(todo, steps, out_dir, options, scheduler, workers, memory_limit, c
     try:
         if scheduler:
             try:
+                _check_reachable(scheduler)
                 client = Client(scheduler, timeout="20s")
             except OSError as exc:
                 raise SurgtwinError(f"cannot reach the Dask scheduler {scheduler} ({exc})",
@@ -639,6 +641,17 @@ def _run_dask(todo, steps, out_dir, options, scheduler, workers, memory_limit, c
                 cluster.close()
 
 
+def _check_reachable(address: str) -> None:
+    """Fail fast (``OSError``) when a ``tcp://host:port`` scheduler does not accept connections."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(address if "://" in address else f"tcp://{address}")
+    if u.scheme in ("tcp", "tls") and u.hostname and u.port:
+        with socket.create_connection((u.hostname, u.port), timeout=5):
+            pass
+
+
 def _collect(fut, entry: CohortCase, out_dir) -> dict:
     """The record of a finished future; a lost worker (``KilledWorker``) is recorded as a failure."""
     from distributed.client import FutureCancelledError
@@ -652,3 +665,24 @@ def _collect(fut, entry: CohortCase, out_dir) -> dict:
         rec = {**rec, "schema": RECORD_SCHEMA, "status": "failed", "error": f"worker lost: {_describe(exc)}"}
         _write_json_atomic(record_path(out_dir, entry.case_id), rec)
         return rec
+
+
+def write_results(out_dir, *, report_pdf: bool = True, progress=None, cancel=None) -> dict:
+    """Write the cohort's results table (CSV + Parquet) and, with ``report_pdf``, its report (PDF)
+    from the records under ``out_dir``; returns ``{"csv": Path, "parquet": Path, "report": Path | None}``."""
+    from surgtwin.core.progress import scaled
+    from surgtwin.services.cohort_table import results_table, write_table
+
+    out_dir = Path(out_dir)
+    if not (out_dir / RESULTS_DIR).is_dir():
+        raise SurgtwinError("holds no cohort results (no results/ folder)", path=out_dir,
+                            hint="run the cohort first: surgtwin cohort run INPUTS --out DIR")
+    report(progress, 0.0, "results table")
+    csv_path, parquet_path = write_table(results_table(out_dir), out_dir)
+    pdf = None
+    if report_pdf:
+        from surgtwin.services.cohort_report import write_cohort_report
+
+        pdf = write_cohort_report(out_dir, progress=scaled(progress, 0.1, 1.0), cancel=cancel)
+    report(progress, 1.0, "results written")
+    return {"csv": csv_path, "parquet": parquet_path, "report": pdf}

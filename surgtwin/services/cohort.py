@@ -549,7 +549,7 @@ def _local_client(workers: int, memory_limit, threads_per_case: int):
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address=":0", silence_logs=40)
     return Client(cluster), cluster
 
 
@@ -612,7 +612,7 @@ def _run_dask(todo, steps, out_dir, options, scheduler, workers, memory_limit, c
                 client = Client(scheduler, timeout="20s")
             except OSError as exc:
                 raise SurgtwinError(f"cannot reach the Dask scheduler {scheduler} ({exc})",
-                                    hint="check the address (tcp://host:8786) or leave out --scheduler") from None
+                                    hint="check the address (tcp://host:8786) and that the scheduler is running, or use local workers") from None
             threads = None
         else:
             client, cluster = _local_client(workers, memory_limit, 1)

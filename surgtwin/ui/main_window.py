@@ -21,6 +21,7 @@ from surgtwin.services import pipeline, quality
 from surgtwin.services.panels import default_registry
 from surgtwin.services.session import Session
 from surgtwin.ui.case_actions import FILE_FILTER, CaseActions
+from surgtwin.ui.cohort_window import CohortActions
 from surgtwin.ui.dialogs import NOT_FOR_CLINICAL_USE, about_box, error_box
 from surgtwin.ui.editing import LabelEditor
 from surgtwin.ui.handover_actions import HandoverActions
@@ -48,15 +49,14 @@ class MainWindow(QMainWindow):
         self.editor = LabelEditor(self.session, self.tools, self)
         self.jobs = JobRunner(self, self)
         self.cases = CaseActions(self, autosave_minutes=autosave_minutes)
-        self.handover, self.pacs = HandoverActions(self), PacsActions(self)
+        self.handover, self.pacs, self.cohort = HandoverActions(self), PacsActions(self), CohortActions(self)
         self.cases.opened.connect(self._opened)
         self.cases.items_loaded.connect(self._show_case_meshes)
         self.session.labels_replaced.connect(lambda: setattr(self, "_meshes_base_ok", False))
         self.cases.saved.connect(lambda *_: self._update_title())
-        self.last_dialog = None
+        self.last_dialog, self._case_shown_at = None, 0.0
         self.last_segmentation = None  # core's SegmentationResult of the last Segment (structures, method)
         self._pending3d: list = []
-        self._case_shown_at = 0.0
         # the meshes matched the labels before the edits in _dirty_values: only then may a partial
         # refresh of the edited structures make them current again
         self._meshes_base_ok = False
@@ -139,12 +139,12 @@ class MainWindow(QMainWindow):
         self.act_save_case_as = self._act("Save case &as…", self.cases.save_as_dialog, "Ctrl+Shift+S")
         for a in (self.act_open_case, self.act_open_file, self.act_open_folder):
             f.addAction(a)
-        self.samples_menu = f.addMenu("Sample &cases")
-        self.recent_menu = f.addMenu("&Recent cases and images")
+        self.samples_menu, self.recent_menu = f.addMenu("Sample &cases"), f.addMenu("&Recent cases and images")
         f.addSeparator()
         f.addActions([self.act_save_case, self.act_save_case_as])
         self.handover.add_to(f)  # export meshes, report, DICOM; import SEG/RTSTRUCT
         self.pacs.add_to(f)  # open from / send results to a PACS
+        self.cohort.add_to(f)  # the pipeline over many cases (Dask)
         f.addSeparator()
         f.addAction(self._act("&Quit", self.close, "Ctrl+Q"))
         self._fill_samples()

@@ -37,6 +37,8 @@ from surgtwin.services.cohort_table import results_table
 
 REPORT_NAME = "cohort_report.pdf"
 STATEMENT = "NOT FOR CLINICAL USE \u2014 planning aid; virtual cohort results describe synthetic phantoms only"
+#: the footer of every page (the header says NOT FOR CLINICAL USE)
+FOOTER = "Planning aid; virtual cohort results describe synthetic phantoms only."
 DPI = 150
 FIG_WIDTH_IN = 7.0
 ARROW = " \u2192 "
@@ -536,7 +538,7 @@ def build_document(out_dir, df=None) -> rp.ReportDoc:
         subtitle=f"{name}: {s['n_cases']} case(s), {s['n_ok']} ok, {s['n_failed']} failed \u2014 "
                  f"steps {', '.join(s['steps']) or 'none'}",
         case_label=f"cohort {name}", banner=STATEMENT + ". In-silico results; not evidence of clinical performance.",
-        generated=time.strftime("%Y-%m-%d %H:%M"), version=__version__)
+        generated=time.strftime("%Y-%m-%d %H:%M"), version=__version__, kind="cohort report", footer=FOOTER)
     doc.sections.append(_overview(df, s, out_dir))
     for sec in (_segmentation(df, s), _tavr(df, tr.tavr_trial(df)), _flow(df, tr.flow_trial(df)),
                 _fem(df, tr.hip_stem_trial(df))):
@@ -547,61 +549,9 @@ def build_document(out_dir, df=None) -> rp.ReportDoc:
     return doc
 
 
-def _page_canvas(doc: rp.ReportDoc):
-    """A canvas drawing the header (report, cohort, generated) and footer (statement, page X of Y)."""
-    from reportlab.lib import colors
-    from reportlab.lib.units import mm
-    from reportlab.pdfgen import canvas
-
-    head = f"surgtwin cohort report \u2014 {doc.case_label}"
-    gen = f"Generated {doc.generated} by surgtwin {doc.version}"
-
-    class CohortCanvas(canvas.Canvas):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.pages = []
-
-        def showPage(self):  # noqa: N802 - reportlab's name
-            self.pages.append(dict(self.__dict__))
-            self._startPage()
-
-        def save(self):
-            n = len(self.pages)
-            for state in self.pages:
-                self.__dict__.update(state)
-                self.decorate(n)
-                super().showPage()
-            super().save()
-
-        def decorate(self, count: int) -> None:
-            w, h = self._pagesize
-            m = rp.PAGE_MARGIN_MM * mm
-            self.saveState()
-            self.setStrokeColor(colors.HexColor(GREY))
-            self.setLineWidth(0.5)
-            self.line(m, h - 13 * mm, w - m, h - 13 * mm)
-            self.line(m, 13 * mm, w - m, 13 * mm)
-            self.setFont("Helvetica", 8)
-            self.setFillColor(colors.HexColor("#333333"))
-            self.drawString(m, h - 11.5 * mm, head[:80])
-            self.drawRightString(w - m, h - 11.5 * mm, f"Page {self._pageNumber} of {count}")
-            self.setFont("Helvetica", 7)
-            self.setFillColor(colors.HexColor("#666666"))
-            self.drawRightString(w - m, 5.5 * mm, gen)
-            self.setFont("Helvetica-Bold", 8)
-            self.setFillColor(colors.HexColor(rp.RED))
-            self.drawString(m, 9 * mm, STATEMENT)
-            self.restoreState()
-
-    return CohortCanvas
-
-
 def write_cohort_report(out_dir, path=None, *, progress=None, cancel=None) -> Path:
     """Write the cohort report of output folder ``out_dir`` (default ``out_dir/cohort_report.pdf``);
     returns its path. Raises ``SurgtwinError`` when the folder holds no cohort results."""
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.units import mm
-    from reportlab.platypus import SimpleDocTemplate
 
     out_dir = Path(out_dir)
     path = Path(path) if path is not None else out_dir / REPORT_NAME
@@ -614,12 +564,8 @@ def write_cohort_report(out_dir, path=None, *, progress=None, cancel=None) -> Pa
     report(progress, 0.7, "cohort report: writing the PDF")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    m = rp.PAGE_MARGIN_MM * mm
     try:
-        pdf = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=m, rightMargin=m, topMargin=18 * mm,
-                                bottomMargin=18 * mm, title=f"Cohort report: {doc.case_label}", author="surgtwin",
-                                subject="cohort report (NOT FOR CLINICAL USE)", creator=f"surgtwin {doc.version}")
-        pdf.build(rp.flowables(doc, pdf.width), canvasmaker=_page_canvas(doc))
+        rp.build_pdf(doc, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

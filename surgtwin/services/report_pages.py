@@ -84,6 +84,8 @@ class ReportDoc:
     generated: str
     version: str
     sections: list = field(default_factory=list)
+    kind: str = "plan report"  # in the running header and the PDF's subject
+    footer: str = "Planning aid only."  # the footer's statement, before "Generated ..."
 
 
 def _styles():
@@ -266,8 +268,8 @@ def _canvas_class(doc: ReportDoc, scrub):
     from reportlab.lib.units import mm
     from reportlab.pdfgen import canvas
 
-    left_head = scrub(f"surgtwin plan report  \u2014  {doc.case_label}")
-    left_foot = scrub(f"Planning aid only. Generated {doc.generated} by surgtwin {doc.version}.")
+    left_head = scrub(f"surgtwin {doc.kind}  \u2014  {doc.case_label}")
+    left_foot = scrub(f"{doc.footer} Generated {doc.generated} by surgtwin {doc.version}.")
 
     class NumberedCanvas(canvas.Canvas):
         def __init__(self, *args, **kwargs):
@@ -316,7 +318,7 @@ def build_pdf(doc: ReportDoc, path, *, scrub=lambda s: s) -> int:
     m = PAGE_MARGIN_MM * mm
     pdf = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=m, rightMargin=m, topMargin=18 * mm,
                             bottomMargin=17 * mm, title=scrub(f"{doc.title}: {doc.case_label}"),
-                            author="surgtwin", subject="surgical plan report (NOT FOR CLINICAL USE)",
+                            author="surgtwin", subject=f"surgtwin {doc.kind} (NOT FOR CLINICAL USE)",
                             creator=f"surgtwin {doc.version}")
     story = flowables(doc, pdf.width, scrub)
     pdf.build(story, canvasmaker=_canvas_class(doc, scrub))

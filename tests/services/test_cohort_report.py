@@ -11,7 +11,7 @@ import pytest
 
 from surgtwin.core.errors import SurgtwinError
 from surgtwin.core.progress import Cancelled, CancelToken
-from surgtwin.services.cohort_report import STATEMENT, write_cohort_report
+from surgtwin.services.cohort_report import FOOTER, write_cohort_report
 from tests.services.test_cohort_table import abdomen_record, cardiac_record, failed_record, write_cohort
 
 needs_poppler = pytest.mark.skipif(not (shutil.which("pdftotext") and shutil.which("pdftoppm")),
@@ -45,7 +45,7 @@ def test_report_text_counts_failure_and_every_page_marked(tmp_path):
     assert n >= 4
     flat = [" ".join(p.split()) for p in pages]
     for i, p in enumerate(flat, start=1):
-        assert " ".join(STATEMENT.split()) in p
+        assert "NOT FOR CLINICAL USE" in p and " ".join(FOOTER.split()) in " ".join(p.split())
         assert f"Page {i} of {n}" in p
     first = flat[0]
     assert "5 case(s), 4 ok, 1 failed" in first

@@ -29,8 +29,10 @@ TAVR convention), D_A = 2 sqrt(A / pi), D_P = P / pi.
 
 Coronary ostium heights: the distance from the annulus plane to the ostium's **lower edge**, the
 lowest point of the coronary's 0.5 surface near the root (within 2 mm of the root label; from the CT
-without coronary labels: contrast-filled vessels leaving the aorta mask, 1.5-6 mm outside it; the
-left is the one toward the patient's left-posterior). Sinus of Valsalva diameter: the largest
+without coronary labels: contrast-filled vessels leaving the aorta mask, 1.5-6 mm outside it, not
+counting bright structures thick enough to hold a 3.5 mm ball, i.e. the chambers and great vessels
+beside the root, whatever the label map calls them; the two on different sides of the root, the left
+the one toward the patient's left-posterior). Sinus of Valsalva diameter: the largest
 diameter through the root axis (annulus centre along the normal) of the sections parallel to the
 annulus; sinotubular junction: the narrowest section (area-derived diameter) above the sinus level.
 
@@ -240,9 +242,11 @@ def measure_annulus(labels=None, ct=None, *, hinge_points_lps=None, calcium_hu: 
     _root_sections(ctx, m)
     check(cancel)
     cor = {}
+    has_cor_labels = False
     if labels is not None:
         for side, names in CORONARY_NAMES.items():
             cmask = _union(labels, names, present)
+            has_cor_labels |= cmask is not None
             if cmask is not None and ctx.lumen is not None:
                 found = ostium_from_label(ctx, cmask, m)
                 if found is not None:
@@ -252,13 +256,23 @@ def measure_annulus(labels=None, ct=None, *, hinge_points_lps=None, calcium_hu: 
             cor.setdefault(side, found)
     m.coronary = {s: cor[s] for s in ("left", "right") if s in cor}
     if not m.coronary:
-        m.warnings.append("coronary ostia not found (no coronary labels and no CT, or no vessel leaving the root)")
+        m.warnings.append("coronary ostia not found (" + _no_ostia_reason(has_cor_labels, ct is not None, ctx) + ")")
     check(cancel)
     calc = _union(labels, CALCIUM_NAMES, present) if labels is not None else None
     m.calcium = calcium_by_sector(ctx, m, calc)
     m.sources.update(ctx.sources)
     report(progress, 1.0, "tavr: measured")
     return m
+
+
+def _no_ostia_reason(has_cor_labels: bool, has_ct: bool, ctx: MeasureContext) -> str:
+    lab = ("the coronary labels do not reach the aortic root" if has_cor_labels
+           else "no coronary labels")
+    if not has_ct:
+        return f"{lab} and no CT"
+    if ctx.lumen is None:
+        return f"{lab}, and no aortic lumen to find vessels leaving it in the CT"
+    return f"{lab}, and no contrast-filled vessel found leaving the aortic root in the CT"
 
 
 # -- annulus plane and contour -----------------------------------------------------------------------

@@ -9,23 +9,36 @@ from surgtwin.core.plan import tavr_geometry as geo
 from surgtwin.core.plan.tavr_context import MeasureContext, plane_heights, smooth_ct
 
 MAX_OSTIUM_CONTACT_MM2 = 100.0
+CHAMBER_RADIUS_MM = 3.5  # a coronary ostium is at most ~6 mm wide; a ball this size fits only in chambers
+MIN_OSTIUM_SEPARATION_DEG = 60.0
 
 # -- coronary ostia --------------------------------------------------------------------------------------
 
 
 def lower_edge(ctx: MeasureContext, indicator: np.ndarray, region: np.ndarray, m, source: str,
-                sigma_mm: float = 0.5) -> dict | None:
+               sigma_mm: float = 0.5) -> dict | None:
     """The lowest point (above the annulus plane) of the 0.5 surface of ``indicator`` near ``region``
-    (both on the crop)."""
+    (both on the crop), smoothed by ``sigma_mm``; on a coarse grid, where so narrow a Gaussian leaves
+    the mask a staircase with no 0.5 surface to find, by half a voxel."""
     from scipy.ndimage import binary_dilation
 
     if region.sum() < 3:
         return None
     box = geo.crop_slices(region, 4, region.shape)
     aff = geo.crop_affine(ctx.crop_affine, box)
-    f = geo.smooth_mask(indicator[box], aff, sigma_mm)
     near = binary_dilation(region[box], iterations=1)
-    p, _ = geo.iso_points(f, aff, near & (f > 0.1) & (f < 0.9))
+    reach = binary_dilation(near, iterations=1)
+    inv = np.linalg.inv(aff)
+    p = np.zeros((0, 3))
+    for sigma in dict.fromkeys((sigma_mm, max(sigma_mm, 0.5 * float(geo.spacing_of(aff).max())))):
+        f = geo.smooth_mask(indicator[box], aff, sigma)
+        p, _ = geo.iso_points(f, aff, near & (f > 0.1) & (f < 0.9))
+        # one Newton step where the field is flat can land far away: keep the points next to ``near``
+        k = np.round(p @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+        inside = np.all((k >= 0) & (k < np.array(near.shape)), axis=1)
+        p = p[inside][reach[tuple(k[inside].T)]]
+        if len(p) >= 3:
+            break
     if len(p) < 3:
         return None
     h = m.height_of(p)
@@ -46,11 +59,26 @@ def ostium_from_label(ctx: MeasureContext, cmask: np.ndarray, m) -> dict | None:
     return lower_edge(ctx, c, region, m, "label")
 
 
+def chamber_mask(bright: np.ndarray, sp, radius_mm: float = CHAMBER_RADIUS_MM) -> np.ndarray:
+    """The parts of ``bright`` that hold a ball of ``radius_mm`` (a morphological opening by EDT
+    erosion + dilation): contrast-filled chambers and great vessels, not coronaries (which stay
+    narrower than the ball, also where they run beside a chamber)."""
+    from scipy.ndimage import distance_transform_edt
+
+    core = distance_transform_edt(bright, sampling=sp) > radius_mm
+    if not core.any():
+        return core
+    return (distance_transform_edt(~core, sampling=sp) <= radius_mm) & bright
+
+
 def ostia_from_ct(ctx: MeasureContext, m) -> dict:
     """Contrast-filled vessels leaving the aorta mask between the annulus and the STJ: bright (half-way
-    between the lumen and 100 HU) components outside the mask that touch it, reach 1.5-6 mm out, lie
-    on one side of the root and meet it over at most ``MAX_OSTIUM_CONTACT_MM2`` (a vessel, not an
-    adjacent chamber); the two largest, left = toward the patient's left-posterior."""
+    between the lumen and 100 HU) voxels outside the mask and outside any bright structure thick
+    enough to hold a ball of ``CHAMBER_RADIUS_MM`` (an adjacent chamber or great vessel, whatever
+    the label map calls it), in components that touch the mask, reach 1.5-6 mm out, lie on one side of
+    the root and meet it over at most ``MAX_OSTIUM_CONTACT_MM2``; the two largest, on different sides
+    of the root (more than ``MIN_OSTIUM_SEPARATION_DEG`` apart about its axis), left = toward the
+    patient's left-posterior."""
     from scipy.ndimage import distance_transform_edt, label
 
     sl = ctx.crop
@@ -64,10 +92,14 @@ def ostia_from_ct(ctx: MeasureContext, m) -> dict:
     lumen_hu = float(np.median(ct[zone])) if zone.any() else float(np.median(ct[lumen]))
     level = max(150.0, 0.5 * (lumen_hu + 100.0))
     bright = ct >= level
+    # a chamber or great vessel touching the root (left atrium, pulmonary artery, ...) is bright too:
+    # leave out what is too thick to be a coronary (the opening runs on the root lumen as well, so that
+    # a chamber cut by the lumen mask leaves no thin remnant beside it)
+    vessels = bright & ~lumen & ~chamber_mask(bright, sp)
     d_out = ctx.d_out
     top = (m.stj_height_mm or 20.0) + 5.0
-    band = bright & ~lumen & (d_out > 1.5) & (d_out <= 6.0) & (hts > 2.0) & (hts < top)
-    lab, n = label(bright & ~lumen & (d_out <= 6.0) & (hts > 2.0) & (hts < top), structure=np.ones((3, 3, 3)))
+    band = vessels & (d_out > 1.5) & (d_out <= 6.0) & (hts > 2.0) & (hts < top)
+    lab, n = label(vessels & (d_out <= 6.0) & (hts > 2.0) & (hts < top), structure=np.ones((3, 3, 3)))
     found = []
     touching = set(np.unique(lab[(d_out > 0) & (d_out <= 1.0 * sp.max())]).tolist()) - {0}
     for c in touching:
@@ -79,22 +111,30 @@ def ostia_from_ct(ctx: MeasureContext, m) -> dict:
         pts = ctx.points(far)
         rel = pts - m.centre_lps
         ang = np.arctan2(rel @ m.v_lps, rel @ m.u_lps)
-        spread = float(np.abs(np.exp(1j * ang).mean()))
+        mean_dir = np.exp(1j * ang).mean()
+        spread = float(np.abs(mean_dir))
         # the contact with the lumen (mm^2, from the one-voxel shell): an ostium, not a neighbouring chamber
         contact_mm2 = float(((lab == c) & (d_out <= 1.0 * sp.max())).sum() * np.prod(sp) / sp.max())
         if spread < 0.6 or contact_mm2 > MAX_OSTIUM_CONTACT_MM2:
             continue
-        found.append((nvox, c, far))
+        found.append((nvox, float(np.angle(mean_dir)), far, c))
     found.sort(key=lambda x: -x[0])
     out = {}
     cand = []
-    for _, _c, far in found[:2]:
+    for _, a, far, c in found:
+        # the two ostia leave different sinuses: a second component beside the first is a branch or a remnant
+        if any(abs(np.angle(np.exp(1j * (a - b)))) < np.radians(MIN_OSTIUM_SEPARATION_DEG) for b, _e in cand):
+            continue
         region = far & (d_out <= 3.0)
         if region.sum() < 3:
             region = far
-        e = lower_edge(ctx, bright, region, m, f"ct >= {level:.0f} HU")
+        # the surface of this vessel (and the lumen it leaves), not of a chamber or vessel beside it
+        e = lower_edge(ctx, (lab == c) | lumen, region, m, f"ct >= {level:.0f} HU")
         if e is not None:
-            cand.append(e)
+            cand.append((a, e))
+        if len(cand) == 2:
+            break
+    cand = [e for _a, e in cand]
     if not cand:
         return out
     lp = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)  # toward the patient's left-posterior

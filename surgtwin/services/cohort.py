@@ -223,12 +223,13 @@ def _peak_rss_mb() -> float | None:
 
 
 def run_case(entry: CohortCase, steps, out_dir, *, options: dict | None = None, fp: str | None = None,
-             threads: int | None = None, progress=None, cancel=None) -> dict:
+             rerun_from: str | None = None, threads: int | None = None, progress=None, cancel=None) -> dict:
     """Run ``steps`` on one case and keep the case and its record under ``out_dir``; returns the record.
 
     Never raises for a failing case (the record says ``"status": "failed"`` and why); only ``Cancelled``
     propagates. Keeps the finished steps of an earlier run whose fingerprints still hold (a partial case
-    resumes from its last finished step)."""
+    resumes from its last finished step); ``rerun_from``: run that step and the ones after it again even
+    when current (e.g. after updating surgtwin at the same version)."""
     from surgtwin import __version__
     from surgtwin.services import pipeline
 
@@ -239,7 +240,7 @@ def run_case(entry: CohortCase, steps, out_dir, *, options: dict | None = None, 
     out_dir = Path(out_dir)
     cpath, rpath = case_path(out_dir, entry.case_id), record_path(out_dir, entry.case_id)
     old = read_record(out_dir, entry.case_id)
-    if is_current(old, fp):
+    if rerun_from is None and is_current(old, fp):
         return old
     rec = {"schema": RECORD_SCHEMA, "case_id": entry.case_id, "source": entry.source, "fingerprint": fp,
            "steps_requested": steps, "options": to_builtin(options), "status": "running", "error": None,
@@ -249,7 +250,8 @@ def run_case(entry: CohortCase, steps, out_dir, *, options: dict | None = None, 
     t0 = time.perf_counter()
     _limit_threads(threads)
     try:
-        case, kept = _resume(old, cpath, steps, step_fps, cancel)
+        keep = steps.index(rerun_from) if rerun_from in steps else len(steps)
+        case, kept = _resume(old, cpath, steps[:keep], step_fps[:keep], cancel)
         truth_labels = None
         t = time.perf_counter()
         if case is None or (entry.source["kind"] == "virtual" and "segment" in steps and "segment" not in kept):
@@ -365,12 +367,15 @@ def check_steps(steps) -> list[str]:
     return steps
 
 
-def plan(entries, steps, out_dir, options=None) -> tuple[list[tuple[CohortCase, str]], list[str]]:
+def plan(entries, steps, out_dir, options=None, rerun_from=None) -> tuple[list[tuple[CohortCase, str]], list[str]]:
     """``(to_run, current)``: the cases to run with their fingerprints, and the ids already current."""
     todo, current = [], []
     for e in entries:
         fp = fingerprint(e, steps, options)
-        (current.append(e.case_id) if is_current(read_record(out_dir, e.case_id), fp) else todo.append((e, fp)))
+        if rerun_from is None and is_current(read_record(out_dir, e.case_id), fp):
+            current.append(e.case_id)
+        else:
+            todo.append((e, fp))
     return todo, current
 
 
@@ -384,19 +389,24 @@ def _local_client(workers: int, memory_limit, threads_per_case: int):
 
 def run_cohort(entries, steps=DEFAULT_STEPS, out_dir=".", *, options: dict | None = None,
                scheduler: str | None = None, workers: int | None = None, memory_limit=DEFAULT_MEMORY_LIMIT,
-               progress=None, cancel=None) -> CohortRun:
+               rerun_from: str | None = None, progress=None, cancel=None) -> CohortRun:
     """Run ``steps`` over every case of ``entries`` and keep each case and record under ``out_dir``.
 
     ``scheduler``: the address of an existing Dask scheduler; otherwise a local cluster of ``workers``
     processes (default: the CPU count, at most the number of cases), or this process when ``workers``
-    is 0. ``progress`` gets the share of the cohort done and a line such as ``"7/20 cases, 1 failed"``."""
+    is 0. ``rerun_from``: a step to run again (with the ones after it) on every case, even when current.
+    ``progress`` gets the share of the cohort done and a line such as ``"7/20 cases, 1 failed"``."""
     entries = list(entries)
     steps = check_steps(steps)
+    if rerun_from is not None and rerun_from not in steps:
+        raise SurgtwinError(f"the step to rerun from, {rerun_from!r}, is not among the steps",
+                            hint=f"steps: {', '.join(steps)}")
     options = options or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(entries, out_dir / MANIFEST)
-    todo, current = plan(entries, steps, out_dir, options)
+    todo, current = plan(entries, steps, out_dir, options, rerun_from)
+    case_kw = {"options": options, "rerun_from": rerun_from}
     t0 = time.perf_counter()
     n, finished, failed = len(entries), len(current), 0
     report(progress, finished / max(1, n), f"{finished}/{n} cases current, {len(todo)} to run")
@@ -416,9 +426,9 @@ def run_cohort(entries, steps=DEFAULT_STEPS, out_dir=".", *, options: dict | Non
     if todo and scheduler is None and not workers:
         for e, fp in todo:
             check(cancel)
-            done_one(run_case(e, steps, out_dir, options=options, fp=fp, threads=None, cancel=cancel))
+            done_one(run_case(e, steps, out_dir, fp=fp, threads=None, cancel=cancel, **case_kw))
     elif todo:
-        _run_dask(todo, steps, out_dir, options, scheduler, int(workers or 0), memory_limit, cpus, done_one, cancel)
+        _run_dask(todo, steps, out_dir, case_kw, scheduler, int(workers or 0), memory_limit, cpus, done_one, cancel)
     run.records = [read_record(out_dir, e.case_id) or _lost(e, out_dir) for e in entries]
     run.seconds = round(time.perf_counter() - t0, 3)
     return run
@@ -429,7 +439,7 @@ def _lost(entry: CohortCase, out_dir) -> dict:
             "error": "no record was written (the worker running it was lost)", "steps": {}}
 
 
-def _run_dask(todo, steps, out_dir, options, scheduler, workers, memory_limit, cpus, done_one, cancel) -> None:
+def _run_dask(todo, steps, out_dir, case_kw, scheduler, workers, memory_limit, cpus, done_one, cancel) -> None:
     from dask.distributed import Client, wait
     from distributed.utils import TimeoutError as DaskTimeout
 
@@ -449,7 +459,7 @@ def _run_dask(todo, steps, out_dir, options, scheduler, workers, memory_limit, c
         with client:
             futures = {}
             for e, fp in todo:
-                fut = client.submit(run_case, e, steps, str(out_dir), options=options, fp=fp, threads=threads,
+                fut = client.submit(run_case, e, steps, str(out_dir), fp=fp, threads=threads, **case_kw,
                                     key=f"surgtwin-case-{e.case_id}-{fp[:8]}", pure=False)
                 futures[fut] = e
             pending = set(futures)

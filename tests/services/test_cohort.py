@@ -112,6 +112,11 @@ def test_run_case_records_steps_truth_and_dice_then_resumes(tmp_path):
     assert rec2["steps"]["segment"] == rec["steps"]["segment"] and rec2["dice"] == rec["dice"]
     assert rec2["steps"]["mesh"]["summary"]["structures"]
     assert load_case(cohort.case_path(tmp_path, e.case_id)).meshes
+    # rerun from mesh (e.g. surgtwin updated at the same version): segment kept, mesh runs again
+    rec_r = cohort.run_case(e, ["segment", "mesh"], tmp_path, rerun_from="mesh")
+    assert rec_r["resumed_after"] == ["segment"]  # without rerun_from both would be kept (see above)
+    with pytest.raises(SurgtwinError, match="'tavr', is not among the steps"):
+        cohort.run_cohort([e], ["segment", "mesh"], tmp_path, workers=0, rerun_from="tavr")
     # other options for segment: everything runs again
     rec3 = cohort.run_case(e, ["segment", "mesh"], tmp_path, options={"segment": {"method": "classical"}})
     assert "resumed_after" not in rec3 and rec3["steps"]["segment"]["fp"] != rec2["steps"]["segment"]["fp"]

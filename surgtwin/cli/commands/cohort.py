@@ -3,6 +3,7 @@
     surgtwin cohort virtual --kind cardiac-cta -n 20 --out TRIAL/       (writes TRIAL/cohort.json)
     surgtwin cohort run TRIAL/cohort.json --steps segment,mesh,tavr --out TRIAL/ [--workers 2]
     surgtwin cohort run STUDIES/ --steps segment,mesh --out RUN/ --scheduler tcp://host:8786
+    surgtwin cohort run TRIAL/cohort.json --steps segment,mesh,tavr --out TRIAL/ --rerun-from tavr
     surgtwin cohort results RUN/ [--no-report]                          (table + report again)
 
 A rerun skips the cases whose results are complete and current and resumes a partial case from its
@@ -37,6 +38,9 @@ def add_parser(sub):
     r.add_argument("--option", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="a step option, e.g. flow.components=largest or tavr.family=self-expanding "
                         "(VALUE read as JSON when it parses, else text); repeatable")
+    r.add_argument("--rerun-from", metavar="STEP",
+                   help="run STEP and the steps after it again on every case, even when current "
+                        "(e.g. after updating surgtwin); the steps before it are kept")
     r.add_argument("--no-report", action="store_true", help="write the results table only (no PDF)")
 
     v = cs.add_parser("virtual", help="a virtual cohort: N synthetic patients with varied anatomy and known truth")
@@ -109,7 +113,7 @@ def _run(args) -> int:
     kw = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     print(f"cohort: {len(entries)} cases, steps {','.join(steps)} -> {out}")
     run = cohort.run_cohort(entries, steps, out, options=options, scheduler=args.scheduler, workers=args.workers,
-                            progress=ProgressBar("cohort"), **kw)
+                            rerun_from=args.rerun_from, progress=ProgressBar("cohort"), **kw)
     print(f"{len(run.ok)}/{len(run.records)} cases ok, {len(run.failed)} failed, {len(run.skipped)} already current; "
           f"{run.seconds:.1f} s ({run.scheduler})")
     for rec in run.failed:

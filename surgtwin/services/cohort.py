@@ -42,8 +42,8 @@ from surgtwin.services.cohort_cases import (
     write_manifest,
 )
 
-__all__ = ["MANIFEST", "CohortCase", "CohortRun", "discover", "read_manifest", "run_case", "run_cohort",
-           "virtual_cohort", "write_manifest", "write_results"]
+__all__ = ["MANIFEST", "CohortCase", "CohortRun", "discover", "read_manifest", "run_and_write", "run_case",
+           "run_cohort", "virtual_cohort", "write_manifest", "write_results"]
 
 #: version of the per-case record written to ``results/<id>.json``
 RECORD_SCHEMA = 1
@@ -525,3 +525,17 @@ def write_results(out_dir, *, report_pdf: bool = True, progress=None, cancel=Non
         pdf = write_cohort_report(out_dir, progress=scaled(progress, 0.1, 1.0), cancel=cancel)
     report(progress, 1.0, "results written")
     return {"csv": csv_path, "parquet": parquet_path, "report": pdf}
+
+
+def run_and_write(entries, steps, out_dir, *, report_pdf: bool = True, progress=None, cancel=None, **run_options):
+    """``run_cohort`` (``run_options``: its keywords), then ``write_results``. Returns ``(CohortRun,
+    written paths or None, the SurgtwinError that stopped the writing or None)``: a table or report that
+    cannot be written does not hide the finished cases."""
+    from surgtwin.core.progress import scaled
+
+    run = run_cohort(entries, steps, out_dir, progress=scaled(progress, 0.0, 0.9), cancel=cancel, **run_options)
+    try:
+        return run, write_results(out_dir, report_pdf=report_pdf, progress=scaled(progress, 0.9, 1.0),
+                                  cancel=cancel), None
+    except SurgtwinError as exc:
+        return run, None, exc

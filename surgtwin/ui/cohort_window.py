@@ -3,7 +3,7 @@
 A non-modal window: the cohort's cases (DICOM studies, sample case folders, ``.stwin`` cases, a
 ``cohort.json``, or a virtual cohort from the phantom generator), the steps to run, where (in this
 process, a local Dask cluster of N workers, or an existing Dask scheduler) and the output folder. Run
-runs ``cohort.run_cohort`` and then ``cohort.write_results`` (the results table and the PDF report) in a
+runs ``cohort.run_and_write`` (the cases, then the results table and the PDF report) in a
 services ``Job`` off the GUI thread, with the window's own progress bar and Cancel (a cohort may run for
 hours; the main window and its job runner stay free meanwhile). The results table is
 shown by ``cohort_results.ResultsPanel`` (sortable; a case opens in the main window). UI only.
@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from surgtwin.core.errors import SurgtwinError
+from surgtwin.services import cohort
 from surgtwin.services.jobs import CANCELLED, DONE, FAILED, Job
 from surgtwin.ui.cohort_results import ResultsPanel, error_text
 from surgtwin.ui.dialogs import NOT_FOR_CLINICAL_USE, error_box
@@ -50,23 +51,6 @@ INFO_STYLE = "color: #c8d0dc;"
 DEFAULT_STEPS, CARDIAC_STEPS = ("segment", "mesh"), ("segment", "mesh", "tavr")
 #: seconds between reloads of the table while a cohort runs (new rows as cases finish)
 LIVE_REFRESH_S = 3.0
-
-
-def run_and_write(entries, steps, out_dir, *, scheduler=None, workers=0, memory_limit=None, progress=None,
-                  cancel=None):
-    """Glue for the window's job: ``run_cohort``, then ``write_results`` (table + report).
-    Returns ``(CohortRun, written or None, SurgtwinError of the writing or None)``: a table or report that
-    cannot be written does not hide the finished cases."""
-    from surgtwin.core.progress import scaled
-    from surgtwin.services import cohort
-
-    extra = {} if memory_limit is None else {"memory_limit": memory_limit}
-    run = cohort.run_cohort(entries, steps, out_dir, scheduler=scheduler or None, workers=workers,
-                            progress=scaled(progress, 0.0, 0.9), cancel=cancel, **extra)
-    try:
-        return run, cohort.write_results(out_dir, progress=scaled(progress, 0.9, 1.0), cancel=cancel), None
-    except SurgtwinError as exc:
-        return run, None, exc
 
 
 class VirtualCohortDialog(QDialog):
@@ -274,7 +258,6 @@ class CohortWindow(QWidget):
     # -- the cases ---------------------------------------------------------------------------------
     def add_inputs(self, paths) -> int:
         """Add the cases ``cohort.discover`` finds in ``paths``; returns how many were added."""
-        from surgtwin.services import cohort
 
         try:
             found = cohort.discover([str(p) for p in paths])
@@ -284,7 +267,6 @@ class CohortWindow(QWidget):
         return self._add(found)
 
     def add_virtual(self, kind: str, n: int, *, first_seed: int = 0, pixel_mm=None, slice_mm=None) -> int:
-        from surgtwin.services import cohort
 
         try:
             found = cohort.virtual_cohort(kind, n, first_seed=first_seed, pixel_mm=pixel_mm, slice_mm=slice_mm)
@@ -381,7 +363,7 @@ class CohortWindow(QWidget):
         scheduler = self.scheduler.text().strip() or None
         self.win.settings.setValue("cohort/workers", self.workers.value())
         self.win.settings.setValue("cohort/out_parent", str(out_dir.parent))
-        self.job = Job("Cohort", run_and_write, list(self.entries), steps, out_dir, scheduler=scheduler,
+        self.job = Job("Cohort", cohort.run_and_write, list(self.entries), steps, out_dir, scheduler=scheduler,
                        workers=None if scheduler else self.workers.value(),
                        memory_limit=None if scheduler else f"{self.memory.value()}GiB")
         self._run_dir, self._live = out_dir, (0.0, "")

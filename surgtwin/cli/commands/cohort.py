@@ -112,13 +112,16 @@ def _run(args) -> int:
     out = Path(args.out)
     kw = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     print(f"cohort: {len(entries)} cases, steps {','.join(steps)} -> {out}")
-    run = cohort.run_cohort(entries, steps, out, options=options, scheduler=args.scheduler, workers=args.workers,
-                            rerun_from=args.rerun_from, progress=ProgressBar("cohort"), **kw)
+    run, paths, error = cohort.run_and_write(entries, steps, out, report_pdf=not args.no_report,
+                                             progress=ProgressBar("cohort"), options=options,
+                                             scheduler=args.scheduler, workers=args.workers,
+                                             rerun_from=args.rerun_from, **kw)
     print(f"{len(run.ok)}/{len(run.records)} cases ok, {len(run.failed)} failed, {len(run.skipped)} already current; "
           f"{run.seconds:.1f} s ({run.scheduler})")
     for rec in run.failed:
         print(f"  FAILED {rec['case_id']}: {rec.get('error')}")
-    paths = cohort.write_results(out, report_pdf=not args.no_report, progress=ProgressBar("results"))
+    if error is not None:
+        raise error  # the cases are kept; `surgtwin cohort results DIR` writes the table once it can
     _print_paths(paths)
     print("NOT FOR CLINICAL USE")
     return 3 if run.failed else 0  # 3: the cohort finished, some cases failed (listed above)

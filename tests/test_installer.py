@@ -207,6 +207,24 @@ def test_bundle_gui_opens_offscreen(installers):
 
 
 @pytest.mark.slow
+def test_bundle_runs_a_cohort_on_dask_workers(installers):
+    """The frozen app spawns Dask worker processes (multiprocessing in a frozen program) and writes the
+    results table (pandas, pyarrow) and the cohort report (matplotlib)."""
+    exe = installers["app"] / "surgtwin"
+    home = installers["base"] / "home-cohort"
+    out = home / "trial"
+    proc = run_app(exe, ["cohort", "virtual", "--kind", "head", "-n", "2", "--out", str(out), "--pixel-mm", "3",
+                         "--slice-mm", "3"], home, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_app(exe, ["cohort", "run", str(out / "cohort.json"), "--steps", "segment", "--out", str(out),
+                         "--workers", "2", "--memory-limit", "3GiB"], home, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "2/2 cases ok, 0 failed" in proc.stdout and "(local:2)" in proc.stdout, proc.stdout
+    for name in ("cohort_results.csv", "cohort_results.parquet", "cohort_report.pdf"):
+        assert (out / name).stat().st_size > 0, name
+
+
+@pytest.mark.slow
 def test_deb_layout_and_fields(installers):
     deb = installers["deb"]
     info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout

@@ -379,11 +379,22 @@ def plan(entries, steps, out_dir, options=None, rerun_from=None) -> tuple[list[t
     return todo, current
 
 
-def _local_client(workers: int, memory_limit, threads_per_case: int):
+def worker_environ(threads: int) -> dict:
+    """The environment a local worker process starts with. Not Dask's default: its
+    ``MALLOC_TRIM_THRESHOLD_=65536`` stops glibc from reusing freed heap for large arrays, which made
+    segment+mesh ~40 % slower per case here (every volume-sized array freshly mmapped and zeroed);
+    the memory limit bounds a worker instead. BLAS/OpenMP pools get the worker's share of the CPUs."""
+    n = str(max(1, int(threads)))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+
+
+def _local_client(workers: int, memory_limit, threads: int):
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=":0", silence_logs=40)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(threads)}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                               dashboard_address=":0", silence_logs=40)
     return Client(cluster), cluster
 
 
@@ -454,8 +465,8 @@ def _run_dask(todo, steps, out_dir, case_kw, scheduler, workers, memory_limit, c
                                     hint="check the address (tcp://host:8786) and that the scheduler is running, or use local workers") from None
             threads = None
         else:
-            client, cluster = _local_client(workers, memory_limit, 1)
             threads = max(1, cpus // max(1, workers))
+            client, cluster = _local_client(workers, memory_limit, threads)
         with client:
             futures = {}
             for e, fp in todo:

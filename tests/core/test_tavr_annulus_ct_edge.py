@@ -1,5 +1,5 @@
 """The TAVR annulus contour moved from the labels to the CT's contrast lumen edge
-(surgtwin.core.plan.tavr, ``_ct_edge``): a segmentation whose ``aortic_root`` sits inside the lumen's
+(surgtwin.core.plan.tavr, ``tavr_edge.ct_edge``): a segmentation whose ``aortic_root`` sits inside the lumen's
 true edge (the bundled model's does, by ~0.3 mm) must not shrink the annulus and so downsize the valve.
 
 Tolerance: the area within 3 % of the phantom's designed annulus (the labels-only contour of the

@@ -72,6 +72,23 @@ def check_output_path(path, suffixes=ITK_SUFFIXES, *, what: str = "output") -> P
     return p
 
 
+def atomic_write(path, write) -> Path:
+    """``write(tmp)`` to a temporary sibling of ``path``, fsync it and rename it onto ``path``: a crash
+    or an error leaves the old file (or none), never half of the new one; the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def load_volume(path, *, series_uid: str | None = None, allow_resample: bool = True, progress=None, cancel=None):
     """Load a ``Volume`` from a DICOM folder (series with the most slices, or ``series_uid``), a DICOM
     file, or a NIfTI/NRRD/MHA file. Geometry is LPS mm; CT values are HU."""

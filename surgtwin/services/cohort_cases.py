@@ -5,7 +5,6 @@ cohort manifest (``cohort.json``). Running them is ``surgtwin.services.cohort``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,10 +187,7 @@ def read_manifest(path) -> list[CohortCase]:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` as JSON at ``path`` so that a crash leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from surgtwin.core.io import atomic_write
+
+    text = json.dumps(data, indent=1, allow_nan=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text))

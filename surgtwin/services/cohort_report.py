@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from surgtwin.core.io import atomic_write
 from surgtwin.core.progress import check, report
 from surgtwin.services import report_pages as rp
 from surgtwin.services import trial as tr
@@ -562,15 +562,6 @@ def write_cohort_report(out_dir, path=None, *, progress=None, cancel=None) -> Pa
     doc = build_document(out_dir, df)
     check(cancel)
     report(progress, 0.7, "cohort report: writing the PDF")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        rp.build_pdf(doc, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: rp.build_pdf(doc, tmp))
     report(progress, 1.0, f"cohort report: {path}")
     return path

@@ -88,6 +88,7 @@ import os
 from pathlib import Path
 
 from surgtwin.core.errors import SurgtwinError
+from surgtwin.core.io import atomic_write
 
 TABLE_STEM = "cohort_results"
 #: the columns every table has, in this order
@@ -397,30 +398,18 @@ def results_table(source):
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_table(df, out_dir) -> tuple[Path, Path]:
     """Write ``df`` as ``out_dir/cohort_results.csv`` and ``.parquet`` (each atomically: a temporary file,
     then a rename); returns both paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, pq_path = out_dir / f"{TABLE_STEM}.csv", out_dir / f"{TABLE_STEM}.parquet"
-    _atomic(csv_path, lambda p: df.to_csv(p, index=False))
+    atomic_write(csv_path, lambda p: df.to_csv(p, index=False))
     pq = df.copy()
     for c in pq.columns:  # parquet columns hold one type: mixed text/number columns become text
         if pq[c].dtype == object:
             kinds = {type(v) for v in pq[c] if v is not None and not (isinstance(v, float) and v != v)}
             if len(kinds) > 1:
                 pq[c] = pq[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
-    _atomic(pq_path, lambda p: pq.to_parquet(p, index=False, engine="pyarrow"))
+    atomic_write(pq_path, lambda p: pq.to_parquet(p, index=False, engine="pyarrow"))
     return csv_path, pq_path

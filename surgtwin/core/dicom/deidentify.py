@@ -15,7 +15,9 @@ What happens to a dataset (``deidentify``), in this order:
    and address fields;
 3. what dicognito keeps of the profile's list is removed or emptied: the patient attributes of
    ``surgtwin.core.phi.PHI_KEYWORDS`` that still hold their original value (type 2 ones emptied, others
-   removed), birth date and sex emptied, and free text that may hold a name (descriptions, comments,
+   removed; a time whose date was shifted by a whole number of days keeps its value: dicognito shifts by whole
+   hours, so one export in 24 keeps the time of day, which is no identifier once the date moved), birth date
+   and sex emptied, and free text that may hold a name (descriptions, comments,
    protocol names);
 4. ``mark``: PatientIdentityRemoved YES, DeidentificationMethod and its code sequence (113100 Basic
    Application Confidentiality Profile, 113107 Retain Longitudinal Temporal Information Modified Dates),
@@ -52,6 +54,11 @@ CODES = (("113100", "DCM", "Basic Application Confidentiality Profile"),
          ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option"))
 
 
+def _date_shifted(ds, original: dict, date_keyword: str) -> bool:
+    """Whether dicognito moved ``date_keyword`` away from its original value (and so its time with it)."""
+    return bool(original.get(date_keyword)) and bool(ds.get(date_keyword)) and ds.get(date_keyword) != original[date_keyword]
+
+
 class Deidentifier:
     """One export's de-identification: the same pseudonyms for the same values in every object."""
 
@@ -80,6 +87,8 @@ class Deidentifier:
             elif kw in ("PatientBirthDate", "PatientSex"):
                 elem.value = None
             elif kw in EMPTIED and kw in original and dataset is ds and elem.value == original[kw] and elem.value:
+                if kw.endswith("Time") and _date_shifted(ds, original, kw.replace("Time", "Date")):
+                    return  # shifted by whole days with its date: the time of day alone is kept
                 elem.value = None
 
         ds.walk(scrub)

@@ -118,8 +118,9 @@ def _hash(doc) -> str:
 
 def step_fingerprints(entry: CohortCase, steps, options) -> list[str]:
     """One fingerprint per step: what the case holds after ``steps[:i + 1]`` depends on. A rerun with
-    more steps (or other options for a later step) keeps the finished steps whose fingerprint holds."""
-    steps, options = list(steps), options or {}
+    more steps (or other options for a later step) keeps the finished steps whose fingerprint holds.
+    The options are the case's own with the run's laid over them (``CohortCase.effective_options``)."""
+    steps, options = list(steps), entry.effective_options(options)
     base = _base_doc(entry, steps, options)
     return [_hash({**base, "steps": steps[:i + 1], "options": {k: options.get(k) for k in steps[:i + 1]}})
             for i in range(len(steps))]
@@ -234,8 +235,8 @@ def run_case(entry: CohortCase, steps, out_dir, *, options: dict | None = None, 
     from surgtwin.services import pipeline
 
     steps = list(steps)
-    options = options or {}
     step_fps = step_fingerprints(entry, steps, options)
+    options = entry.effective_options(options)
     fp = fp or (step_fps[-1] if steps else fingerprint(entry, steps, options))
     out_dir = Path(out_dir)
     cpath, rpath = case_path(out_dir, entry.case_id), record_path(out_dir, entry.case_id)

@@ -6,26 +6,35 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from surgtwin.core.errors import SurgtwinError
 
 #: name of a cohort manifest (a virtual cohort, or a saved list of inputs)
 MANIFEST = "cohort.json"
+#: the drawn physiology a virtual patient passes to the TAVR step
+TAVR_PHYSIOLOGY = ("bsa_m2", "bmi", "cardiac_output_l_min", "heart_rate_bpm")
 
 
 # -- the cases of a cohort -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CohortCase:
     """One case of a cohort: ``source`` is ``{"kind": "dicom"|"image"|"sample"|"case", "path": ...}`` or
-    ``{"kind": "virtual", "phantom": KIND, "seed": N, "pixel_mm": .., "slice_mm": ..}``."""
+    ``{"kind": "virtual", "phantom": KIND, "seed": N, "pixel_mm": .., "slice_mm": ..}``. ``options``:
+    this case's own step options (``{"tavr": {"bsa_m2": 1.84, ...}}``, e.g. a virtual patient's drawn
+    physiology, or a real patient's measured one written into ``cohort.json``); options given for the
+    whole run override them (``effective_options``)."""
 
     case_id: str
     source: dict
+    options: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"case_id": self.case_id, "source": dict(self.source)}
+        d = {"case_id": self.case_id, "source": dict(self.source)}
+        if self.options:
+            d["options"] = {k: dict(v) for k, v in self.options.items()}
+        return d
 
     @staticmethod
     def from_json(d: dict, *, where=None) -> CohortCase:
@@ -38,7 +47,17 @@ class CohortCase:
         if kind not in ("dicom", "image", "sample", "case", "virtual"):
             raise SurgtwinError(f"case {d['case_id']!r}: unknown source kind {kind!r}", path=where,
                                 hint="use dicom, image, sample, case or virtual")
-        return CohortCase(d["case_id"], dict(d["source"]))
+        opts = d.get("options", {})
+        if not isinstance(opts, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in opts.items()):
+            raise SurgtwinError(f"case {d['case_id']!r}: 'options' must map step names to objects "
+                                "(e.g. {\"tavr\": {\"bsa_m2\": 1.8}})", path=where)
+        return CohortCase(d["case_id"], dict(d["source"]), {k: dict(v) for k, v in opts.items()})
+
+    def effective_options(self, options: dict | None) -> dict:
+        """This case's step options with the run's ``options`` laid over them, step by step."""
+        options = options or {}
+        return {step: {**self.options.get(step, {}), **(options.get(step) or {})}
+                for step in sorted(set(self.options) | set(options))}
 
     @property
     def label(self) -> str:
@@ -65,7 +84,7 @@ def _unique_ids(entries: list[CohortCase]) -> list[CohortCase]:
             seen[cid] += 1
             cid = f"{cid}-{seen[e.case_id]}"
         seen.setdefault(cid, 1)
-        out.append(CohortCase(cid, e.source))
+        out.append(replace(e, case_id=cid))
     return out
 
 
@@ -139,8 +158,11 @@ def discover(inputs) -> list[CohortCase]:
 def virtual_cohort(kind: str, n: int, *, first_seed: int = 0, pixel_mm: float | None = None,
                    slice_mm: float | None = None) -> list[CohortCase]:
     """``n`` synthetic patients of ``kind`` (seeds ``first_seed`` ...): anatomy varied by the phantom
-    generator's documented parameter ranges (``surgtwin.core.phantom``, see docs/cohorts.md)."""
+    generator's documented parameter ranges (``surgtwin.core.phantom``, see docs/cohorts.md); a cardiac
+    patient also gets a drawn physiology (``core.phantom.physiology``) as its TAVR options (BSA, BMI,
+    cardiac output, heart rate)."""
     from surgtwin.core.phantom import CASE_KINDS
+    from surgtwin.core.phantom.physiology import draw_physiology
 
     if kind not in CASE_KINDS:
         raise SurgtwinError(f"unknown phantom kind {kind!r}", hint=f"use one of {', '.join(CASE_KINDS)}")
@@ -155,7 +177,9 @@ def virtual_cohort(kind: str, n: int, *, first_seed: int = 0, pixel_mm: float | 
             src["pixel_mm"] = float(pixel_mm)
         if slice_mm is not None:
             src["slice_mm"] = float(slice_mm)
-        out.append(CohortCase(f"{kind}-{seed:04d}", src))
+        phys = draw_physiology(kind, seed)
+        opts = {"tavr": {k: phys[k] for k in TAVR_PHYSIOLOGY}} if phys else {}
+        out.append(CohortCase(f"{kind}-{seed:04d}", src, opts))
     return out
 
 

@@ -8,7 +8,7 @@ temporary file, then a rename):
   step, peak memory);
 * segmentation: structure volumes (box plots, the phantom's true volumes marked) and Dice per structure;
 * TAVR (when the cohort ran it): annulus area histogram (true vs measured), recommended size per
-  family, predicted mean gradient, Bland-Altman plots of the measured perimeter and area against the
+  family, predicted mean gradient against cardiac output by placed valve, Bland-Altman plots of the measured perimeter and area against the
   truth, the measurement error and sizing agreement tables;
 * flow (Pd/Pp, pressure drop, measured vs true stenosis) and FE (stress shielding by zone and stem
   size, implant safety factor) when present;
@@ -50,7 +50,8 @@ LIMITATIONS = (
     "Dice and size distributions shown here describe the pipeline on phantoms, not its accuracy on patients. "
     "Coarse voxel spacing (as used for fast cohorts) inflates segmentation and measurement errors. "
     "Device sizing uses representative charts of two generic valve families; predicted gradients use a "
-    "simplified Bernoulli model with fixed cardiac output and heart rate; the paravalvular-leak indicator "
+    "simplified Bernoulli model at each patient's cardiac output and heart rate (a virtual patient's are "
+    "drawn, docs/cohorts.md; 5 l/min and 70 bpm where none is given); the paravalvular-leak indicator "
     "and PPM grade are planning indicators with unvalidated weights. Flow results come from a steady or "
     "pulsatile reduced-order (0D) model; FE results from a linear-elastic model with density-derived bone "
     "stiffness and idealised loads. Failed cases are excluded from every statistic and listed on page 1; "
@@ -181,7 +182,7 @@ def _tavr_rows(df):
 def annulus_figure(df) -> bytes | None:
     tv = _tavr_rows(df)
     m, t = _finite(tr_col(tv, "tavr:area_mm2")), _finite(tr_col(tv, "truth:annulus_area_mm2"))
-    g = _finite(tr_col(tv, "tavr:mean_gradient_mmhg"))
+    g = tr_col(tv, "tavr:mean_gradient_mmhg").to_numpy()
     if not m.size:
         return None
     fig, (a1, a2) = _figure(2.5, 2)
@@ -193,18 +194,36 @@ def annulus_figure(df) -> bytes | None:
     a1.legend(fontsize=7, frameon=False)
     _label(a1, "Annulus area", "area (mm\u00b2)", "cases")
     _integer_y(a1, a2)
-    if g.size:
-        gb = np.histogram_bin_edges(g, bins=min(15, max(5, int(np.sqrt(g.size)) + 3)))
-        a2.hist(g, bins=gb, color=NAVY, alpha=0.75)
-        a2.axvline(tr.HIGH_GRADIENT_MMHG, color=RED, linestyle="--", linewidth=1)
-        a2.text(tr.HIGH_GRADIENT_MMHG, a2.get_ylim()[1] * 0.95, f" {tr.HIGH_GRADIENT_MMHG:g} mmHg", color=RED,
-                fontsize=7, va="top")
-        _label(a2, f"Predicted mean gradient (n={g.size})", "mean gradient (mmHg)", "cases")
+    if np.isfinite(g).any():
+        _gradient_scatter(a2, tv, g)
     else:
         a2.text(0.5, 0.5, "no predicted gradients\n(no valve placed)", ha="center", va="center", fontsize=8,
                 transform=a2.transAxes, color=GREY)
         a2.set_axis_off()
     return _png(fig)
+
+
+def _gradient_scatter(ax, tv, g) -> None:
+    """Predicted mean gradient against the cardiac output it was predicted at, one colour per valve."""
+    co = tr_col(tv, "tavr:cardiac_output_l_min").to_numpy()
+    valves = [" ".join(x for x in (tr.text_value(f), tr.text_value(s)) if x) or "?"
+              for f, s in zip(_cells(tv, "tavr:valve_family"), _cells(tv, "tavr:valve_size"), strict=True)]
+    keep = np.isfinite(g) & np.isfinite(co)
+    colours = ["#1c3557", "#d9822b", "#2e7d6b", "#8e44ad", "#b3261e", "#5d6d7e", "#c0a000"]
+    for k, v in enumerate(sorted({valves[i] for i in np.flatnonzero(keep)}, key=tr.valve_sort_key)):
+        sel = keep & np.array([x == v for x in valves])
+        ax.scatter(co[sel], g[sel], s=14, color=colours[k % len(colours)], label=f"{v} (n={int(sel.sum())})",
+                   alpha=0.85, edgecolors="none")
+    ax.axhline(tr.HIGH_GRADIENT_MMHG, color=RED, linestyle="--", linewidth=1)
+    ax.text(ax.get_xlim()[0], tr.HIGH_GRADIENT_MMHG, f" {tr.HIGH_GRADIENT_MMHG:g} mmHg", color=RED, fontsize=7,
+            va="bottom")
+    ax.set_ylim(0, max(tr.HIGH_GRADIENT_MMHG * 1.15, float(np.nanmax(g[keep])) * 1.1 if keep.any() else 0))
+    ax.legend(fontsize=6, frameon=False, loc="upper left", title="placed valve (mm)", title_fontsize=6)
+    _label(ax, f"Predicted mean gradient (n={int(keep.sum())})", "cardiac output (l/min)", "mean gradient (mmHg)")
+
+
+def _cells(df, c) -> list:
+    return list(df[c]) if c in df.columns else [None] * len(df)
 
 
 def sizes_figure(trial: dict) -> bytes | None:
@@ -412,14 +431,25 @@ def _tavr(df, t: dict) -> rp.Section | None:
         f"{t['n_tavr']} case(s) with a TAVR plan; {t['n_excluded_failed']} failed case(s) excluded"
         + (f"; {t['n_tavr_not_run']} ok case(s) without one" if t["n_tavr_not_run"] else "") + ".", "note")]
     _add_plot(blocks, annulus_figure(df), "Left: measured annulus area (bars) and the phantom's true area (line). "
-             f"Right: predicted mean transvalvular gradient of the placed valve; dashed: "
-             f"{tr.HIGH_GRADIENT_MMHG:g} mmHg.")
+             "Right: predicted mean transvalvular gradient of the placed valve against the patient's cardiac "
+             f"output; dashed: {tr.HIGH_GRADIENT_MMHG:g} mmHg.")
     _add_plot(blocks, sizes_figure(t), "Size recommended by each family's sizing chart from the measured annulus "
              "(balloon-expandable by area, self-expanding by perimeter).")
     g = t["gradient_mmhg"]
     rows = [["Mean gradient, median (IQR)",
              f"{_n(g['median'])} ({_n(g['q1'])}\u2013{_n(g['q3'])}) mmHg" if g["n"] else "\u2013",
              f"\u2265 {tr.HIGH_GRADIENT_MMHG:g} mmHg", _share(g.get("share_high"), g["n"])]]
+    for valve, d in t.get("gradient_by_valve", {}).items():
+        rows.append([f"  placed {valve} mm", f"{_n(d['median'])} ({_n(d['min'])}\u2013{_n(d['max'])}) mmHg",
+                     "median (range)", str(d["n"])])
+    ph = t.get("physiology", {})
+    if ph.get("cardiac_output_l_min", {}).get("n"):
+        co, hr, bsa = ph["cardiac_output_l_min"], ph["heart_rate_bpm"], ph["bsa_m2"]
+        rows.append(["Predicted at (median, range)",
+                     f"{_n(co['median'])} ({_n(co['min'])}\u2013{_n(co['max'])}) l/min, "
+                     f"{_n(hr['median'], '.0f')} ({_n(hr['min'], '.0f')}\u2013{_n(hr['max'], '.0f')}) bpm",
+                     "BSA", f"{_n(bsa['median'], '.2f')} ({_n(bsa['min'], '.2f')}\u2013{_n(bsa['max'], '.2f')}) m\u00b2"
+                     if bsa["n"] else "not given (no PPM grade)"])
     for key, title in (("ppm", "Prosthesis-patient mismatch"), ("pvl_risk", "Paravalvular-leak indicator")):
         d = t[key]
         txt = ", ".join(f"{k} {c} ({100 * d['shares'][k]:.0f}%)" for k, c in d["counts"].items()) or "\u2013"

@@ -40,6 +40,9 @@ column                                     meaning
 ``tavr:eoa_cm2``                           the valve's effective orifice area *
 ``tavr:oversizing_percent``                oversizing of the placed valve *
 ``tavr:mean_gradient_mmhg``                predicted mean transvalvular gradient *
+``tavr:cardiac_output_l_min``              the cardiac output the gradient was predicted at, l/min *
+``tavr:heart_rate_bpm``                    the heart rate it was predicted at, bpm *
+``tavr:bsa_m2``                            the body surface area the PPM grade used (empty: none given) *
 ``tavr:indexed_eoa_cm2_m2``, ``tavr:ppm``  indexed EOA and prosthesis-patient mismatch grade (needs a BSA) *
 ``tavr:pvl_risk``                          paravalvular-leak indicator ``low`` | ``moderate`` | ``high`` *
 ``tavr:warnings``                          number of TAVR warnings
@@ -200,6 +203,9 @@ def _tavr_columns(summary: dict, full: dict | None) -> dict:
     row["tavr:eoa_cm2"] = _num(hemo.get("eoa_cm2", fvalve.get("eoa_cm2")))
     row["tavr:oversizing_percent"] = _num(fvalve.get("oversizing_percent"))
     row["tavr:mean_gradient_mmhg"] = _num(hemo.get("mean_gradient_mmhg"))
+    row["tavr:cardiac_output_l_min"] = _num(hemo.get("cardiac_output_l_min"))
+    row["tavr:heart_rate_bpm"] = _num(hemo.get("heart_rate_bpm"))
+    row["tavr:bsa_m2"] = _num(ppm.get("bsa_m2"))
     row["tavr:indexed_eoa_cm2_m2"] = _num(ppm.get("indexed_eoa_cm2_m2"))
     row["tavr:ppm"] = ppm.get("ppm")
     row["tavr:pvl_risk"] = pvl.get("level")

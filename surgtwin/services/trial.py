@@ -7,7 +7,8 @@ that failed (status other than ``ok``) or lacks a value is left out of a statist
 * ``summarise(df)``: cases by status, the failures (case, step, error), time per step (median,
   total, max), peak memory, structure volume and Dice distributions.
 * ``tavr_trial(df)``: recommended size distribution per valve family (count and share per size,
-  "none" when no size fits), predicted mean gradient (median, IQR, share >= 20 mmHg), PPM and PVL
+  "none" when no size fits), predicted mean gradient (median, IQR, share >= 20 mmHg; and per placed
+  valve size), the physiology it was predicted at (cardiac output, heart rate, BSA), PPM and PVL
   shares, measurement error of the measured annulus and coronary heights against the phantom's
   truth (n, bias, SD, MAE, max |error|, 95 % limits of agreement), sizing agreement (the project's
   sizing chart, ``surgtwin/data/tavr/sizing.json``, applied to the TRUE annulus against the size
@@ -100,7 +101,8 @@ def _col(df, c):
     return pd.to_numeric(df[c], errors="coerce").astype(float)
 
 
-def _text(v) -> str | None:
+def text_value(v) -> str | None:
+    """A table cell as text (None when empty; a size read back from CSV as 23.0 gives "23")."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return None
     s = str(v)
@@ -130,11 +132,11 @@ def summarise(df) -> dict:
     """Counts (by status), failures, time per step, peak memory, volumes and Dice of a results table."""
     statuses = {str(k): int(v) for k, v in df["status"].value_counts().items()} if len(df) else {}
     failures = [{"case_id": str(r["case_id"]), "status": str(r["status"]),
-                 "failed_step": _text(r.get("failed_step")), "error": _text(r.get("error")) or ""}
+                 "failed_step": text_value(r.get("failed_step")), "error": text_value(r.get("error")) or ""}
                 for _, r in df.iterrows() if r["status"] != "ok"]
     steps = []
     for s in df.get("steps", []):
-        for name in (_text(s) or "").split(","):
+        for name in (text_value(s) or "").split(","):
             if name and name not in steps:
                 steps.append(name)
     for name in _prefixed(df, "seconds:"):
@@ -157,7 +159,7 @@ def summarise(df) -> dict:
         "case_seconds": {"median": _r(secs.median()) if secs.size else None,
                          "total": _r(secs.sum()) if secs.size else None, "max": _r(secs.max()) if secs.size else None},
         "peak_rss_mb": {"median": _r(rss.median()) if rss.size else None, "max": _r(rss.max()) if rss.size else None},
-        "phantoms": sorted({str(p) for p in df.get("phantom", []) if _text(p)}),
+        "phantoms": sorted({str(p) for p in df.get("phantom", []) if text_value(p)}),
         "volumes_ml": _numeric_group(df, "volume_ml:"),
         "dice": _numeric_group(df, "dice:"),
     }
@@ -202,6 +204,15 @@ def _families(df) -> list[str]:
     return fams
 
 
+def valve_sort_key(label: str):
+    """Sort "family 23" labels by family, then by size as a number where it is one."""
+    fam, _, size = label.rpartition(" ")
+    try:
+        return fam, float(size), size
+    except ValueError:
+        return fam, math.inf, size
+
+
 def tavr_trial(df) -> dict:
     """The TAVR in-silico trial of a results table (see the module text)."""
     ok = _ok(df)
@@ -214,7 +225,7 @@ def tavr_trial(df) -> dict:
         col = f"tavr:recommended:{fam}"
         if col not in tv.columns:
             continue
-        vals = [_text(v) or "none" for v in tv[col]]
+        vals = [text_value(v) or "none" for v in tv[col]]
         n = len(vals)
         counts = {s: vals.count(s) for s in _size_order(fam, set(vals))}
         sizes[fam] = {"n": n, "counts": counts, "shares": {s: _r(c / n) if n else None for s, c in counts.items()}}
@@ -226,8 +237,17 @@ def tavr_trial(df) -> dict:
     gd["n_missing"] = int(g.isna().sum())
     gd["share_high"] = _r(float((g.dropna() >= HIGH_GRADIENT_MMHG).mean())) if gd["n"] else None
     out["gradient_mmhg"] = gd
+    sizes_placed, fams_placed = ([text_value(v) for v in tv[c]] if c in tv.columns else [None] * len(tv)
+                                 for c in ("tavr:valve_size", "tavr:valve_family"))
+    by_size: dict[str, list] = {}
+    for fam, size, grad in zip(fams_placed, sizes_placed, g, strict=True):
+        if size:
+            by_size.setdefault(f"{fam} {size}" if fam else size, []).append(grad)
+    out["gradient_by_valve"] = {k: describe(v) for k, v in sorted(by_size.items(), key=lambda kv: valve_sort_key(kv[0]))}
+    out["physiology"] = {k: describe(_col(tv, f"tavr:{k}"))
+                         for k in ("cardiac_output_l_min", "heart_rate_bpm", "bsa_m2")}
     for key, col in (("ppm", "tavr:ppm"), ("pvl_risk", "tavr:pvl_risk"), ("valve_size", "tavr:valve_size")):
-        vals = [_text(v) for v in tv[col]] if col in tv.columns else []
+        vals = [text_value(v) for v in tv[col]] if col in tv.columns else []
         have = [v for v in vals if v]
         out[key] = {"n": len(have), "n_missing": len(tv) - len(have),
                     "counts": {k: have.count(k) for k in sorted(set(have))},
@@ -253,7 +273,7 @@ def tavr_trial(df) -> dict:
     agree = {}
     for fam in sizes:
         truth = true_sizes(tv, fam)
-        meas = [_text(v) or "none" for v in tv[f"tavr:recommended:{fam}"]]
+        meas = [text_value(v) or "none" for v in tv[f"tavr:recommended:{fam}"]]
         pairs = [(cid, ts, ms) for cid, ts, ms in zip(tv["case_id"], truth, meas, strict=True) if ts is not None]
         n = len(pairs)
         same = sum(ts == ms for _, ts, ms in pairs)
@@ -283,7 +303,7 @@ def flow_trial(df) -> dict:
            "stenoses_found": describe(_col(fl, "flow:stenoses")),
            "share_pd_pp_below_0_9": _r(float((pr.dropna() < 0.9).mean())) if pr.notna().any() else None}
     # the stenosis found in the vessel the phantom narrowed (truth:stenosis_vessel) against its true degree
-    vessels = [_text(v) for v in fl["truth:stenosis_vessel"]] if "truth:stenosis_vessel" in fl.columns else [None] * len(fl)
+    vessels = [text_value(v) for v in fl["truth:stenosis_vessel"]] if "truth:stenosis_vessel" in fl.columns else [None] * len(fl)
     meas = [_col(fl.iloc[[i]], f"flow:stenosis_percent:{v}").iloc[0] if v else np.nan
             for i, v in enumerate(vessels)]
     t = _col(fl, "truth:stenosis_percent")
@@ -306,10 +326,10 @@ def hip_stem_trial(df) -> dict:
     else:
         fe = fe.iloc[0:0]
     by = {}
-    sizes = sorted({_text(s) for s in fe.get("fem:implant_size", []) if _text(s)},
+    sizes = sorted({text_value(s) for s in fe.get("fem:implant_size", []) if text_value(s)},
                    key=lambda s: (len(s), s))
     for size in sizes:
-        g = fe[[_text(s) == size for s in fe["fem:implant_size"]]]
+        g = fe[[text_value(s) == size for s in fe["fem:implant_size"]]]
         passed = [bool(v) for v in g.get("implant:passed", []) if v is not None and v == v]
         by[size] = {"n": int(len(g)),
                     "bone_sed_change_percent": describe(_col(g, "fem:bone_sed_change_percent")),

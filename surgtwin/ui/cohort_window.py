@@ -279,7 +279,7 @@ class CohortWindow(QWidget):
 
     def _add(self, found) -> int:
         """Append new entries; an entry already listed is skipped, a clashing id gets a suffix."""
-        from surgtwin.services.cohort import CohortCase
+        from dataclasses import replace
 
         def key(e) -> str:
             return json.dumps(e.source, sort_keys=True, default=str)
@@ -294,7 +294,7 @@ class CohortWindow(QWidget):
                 cid, k = f"{e.case_id}-{k}", k + 1
             ids.add(cid)
             sources.add(key(e))
-            self.entries.append(CohortCase(cid, e.source))
+            self.entries.append(replace(e, case_id=cid))
             added += 1
         self._update_cases()
         self.say(f"Added {added} case(s)" + (f" ({len(found) - added} already listed)" if added < len(found) else ""),

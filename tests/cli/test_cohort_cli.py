@@ -37,7 +37,10 @@ def test_virtual_cohort_on_two_dask_workers_from_the_command_line(tmp_path):
     for name in ("cohort_results.csv", "cohort_results.parquet", "cohort_report.pdf"):
         assert (out / name).stat().st_size > 0, name
     recs = [json.loads((out / "results" / f"cardiac-cta-000{i}.json").read_text()) for i in range(3)]
-    assert all(r["status"] == "ok" and r["options"] == {"tavr": {"family": "self-expanding"}} for r in recs)
+    # each record holds the options its case ran with: its own drawn physiology, with --option laid over it
+    for r, c in zip(recs, manifest["cases"], strict=True):
+        assert r["status"] == "ok" and r["options"] == {"tavr": {**c["options"]["tavr"], "family": "self-expanding"}}
+        assert set(c["options"]["tavr"]) == {"bsa_m2", "bmi", "cardiac_output_l_min", "heart_rate_bpm"}
     assert len({r["pid"] for r in recs}) >= 2  # the cases ran in two worker processes
 
     import pandas as pd

@@ -40,7 +40,36 @@ def test_virtual_cohort_and_manifest_round_trip(tmp_path):
     assert cohort.discover([tmp_path]) == ents  # a folder holding a cohort.json
 
 
+def test_a_virtual_cardiac_patient_carries_its_drawn_physiology_as_tavr_options(tmp_path):
+    from surgtwin.core.phantom.physiology import draw_physiology
+
+    ents = cohort.virtual_cohort("cardiac-cta", 2, first_seed=4)
+    phys = draw_physiology("cardiac-cta", 4)
+    assert ents[0].options == {"tavr": {k: phys[k] for k in ("bsa_m2", "bmi", "cardiac_output_l_min",
+                                                            "heart_rate_bpm")}}
+    assert ents[0].options != ents[1].options
+    assert cohort.read_manifest(cohort.write_manifest(ents, tmp_path)) == ents
+    assert cohort.virtual_cohort("head", 1)[0].options == {}
+    # the run's options are laid over the case's own, key by key
+    eff = ents[0].effective_options({"tavr": {"bsa_m2": 2.2}, "segment": {"method": "classical"}})
+    assert eff["tavr"]["bsa_m2"] == 2.2 and eff["tavr"]["cardiac_output_l_min"] == phys["cardiac_output_l_min"]
+    assert eff["segment"] == {"method": "classical"}
+
+
+def test_case_options_change_only_the_fingerprints_of_their_steps():
+    e = _virtual(1)[0]
+    bare = cohort.CohortCase(e.case_id, e.source)
+    steps = ["segment", "mesh", "tavr"]
+    with_o, without = cohort.step_fingerprints(e, steps, {}), cohort.step_fingerprints(bare, steps, {})
+    assert with_o[:2] == without[:2] and with_o[2] != without[2]
+    # a run option equal to the case's own value changes nothing
+    same = cohort.step_fingerprints(e, steps, {"tavr": {"bsa_m2": e.options["tavr"]["bsa_m2"]}})
+    assert same == with_o
+
+
 @pytest.mark.parametrize("bad, msg", [
+    ({"surgtwin_cohort": 1, "cases": [{"case_id": "a", "source": {"kind": "virtual"}, "options": {"tavr": 3}}]},
+     "'options' must map step names"),
     ({"surgtwin_cohort": 1, "cases": [{"case_id": "a b", "source": {"kind": "virtual"}}]}, "may only hold"),
     ({"surgtwin_cohort": 1, "cases": [{"case_id": "a", "source": {"kind": "pacs"}}]}, "unknown source kind"),
     ({"cases": []}, "not a surgtwin cohort manifest"),

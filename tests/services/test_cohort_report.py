@@ -24,8 +24,10 @@ def _pages_text(pdf) -> list[str]:
 
 
 def _folder(tmp_path):
-    recs = [cardiac_record(i, area=a, perimeter=p, d_perimeter=1.0)
-            for i, (a, p) in enumerate([(380.0, 70.0), (470.0, 77.5), (600.0, 88.0)])]
+    recs = [cardiac_record(i, area=a, perimeter=p, d_perimeter=1.0, co=co, hr=hr, bsa=bsa)
+            for i, ((a, p), co, hr, bsa) in enumerate(zip([(380.0, 70.0), (470.0, 77.5), (600.0, 88.0)],
+                                                         [4.2, 5.0, 6.1], [64.0, 70.0, 88.0], [1.7, 1.9, 2.1],
+                                                         strict=True))]
     recs += [failed_record(3, error="tavr: the label map has no aortic root"), abdomen_record(4)]
     out = tmp_path / "cohort-out"
     write_cohort(out, recs)
@@ -55,6 +57,8 @@ def test_report_text_counts_failure_and_every_page_marked(tmp_path):
                     "Blood flow", "stress shielding", "Limitations"):
         assert heading in body
     assert "annulus perimeter 3 +1.00" in body  # the injected +1 mm perimeter error, over the 3 ok cases
+    # what the gradients were predicted at: the cases' own cardiac output, heart rate and BSA (median, range)
+    assert "5.0 (4.2\u20136.1) l/min, 70 (64\u201388) bpm" in body and "1.90 (1.70\u20132.10) m\u00b2" in body
 
 
 @needs_poppler
@@ -97,6 +101,12 @@ def test_tiny_virtual_cohort_end_to_end(tmp_path):
     assert [r["status"] for r in run.records] == ["ok", "ok"]
     df = results_table(tmp_path)
     assert df["tavr:mean_gradient_mmhg"].notna().all()  # read from the saved case's tavr item
+    # each virtual patient's gradient and PPM were predicted at its own drawn physiology
+    for e, (_, row) in zip(ents, df.iterrows(), strict=True):
+        phys = e.options["tavr"]
+        assert row["tavr:cardiac_output_l_min"] == phys["cardiac_output_l_min"]
+        assert row["tavr:heart_rate_bpm"] == phys["heart_rate_bpm"] and row["tavr:bsa_m2"] == phys["bsa_m2"]
+        assert row["tavr:ppm"] in ("none", "moderate", "severe")
     assert df["truth:annulus_area_mm2"].notna().all() and df["dice:aortic_root"].gt(0.5).all()
     t = trial.tavr_trial(df)
     assert t["measurement_error"]["perimeter_mm"]["n"] == 2

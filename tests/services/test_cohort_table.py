@@ -25,7 +25,8 @@ def _size(family, area, perimeter):
 
 
 def cardiac_record(seed: int, *, area=400.0, perimeter=72.0, d_area=0.0, d_perimeter=0.0, gradient=12.0,
-                   ppm="none", pvl="low", cor_left=12.0, cor_left_found=True, seconds=(5.0, 0.5)) -> dict:
+                   ppm="none", pvl="low", cor_left=12.0, cor_left_found=True, seconds=(5.0, 0.5), co=5.0,
+                   hr=70.0, bsa=None) -> dict:
     """An ok virtual cardiac record: true annulus ``area``/``perimeter``; measured = true + ``d_*``."""
     ma, mp = area + d_area, perimeter + d_perimeter
     rec_be, rec_se = _size("balloon-expandable", ma, mp), _size("self-expanding", ma, mp)
@@ -35,8 +36,10 @@ def cardiac_record(seed: int, *, area=400.0, perimeter=72.0, d_area=0.0, d_perim
                             "coronary_height_right_mm": 15.0},
             "recommended": {"balloon-expandable": rec_be, "self-expanding": rec_se},
             "valve": rec_be and {"family": "balloon-expandable", "size": rec_be, "depth_mm": 3.0},
-            "hemodynamics": {"mean_gradient_mmhg": gradient, "eoa_cm2": 1.4},
-            "ppm": {"ppm": ppm, "indexed_eoa_cm2_m2": 0.8}, "pvl_risk": {"level": pvl}, "warnings": ["w"]}
+            "hemodynamics": {"mean_gradient_mmhg": gradient, "eoa_cm2": 1.4, "cardiac_output_l_min": co,
+                             "heart_rate_bpm": hr},
+            "ppm": {"ppm": ppm, "indexed_eoa_cm2_m2": 0.8, "bsa_m2": bsa}, "pvl_risk": {"level": pvl},
+            "warnings": ["w"]}
     seg = {"structures": {"aortic_root": {"volume_ml": 10.0 + seed, "confidence": 0.9, "status": "ok"},
                           "left_ventricle": {"volume_ml": 100.0 + 2 * seed, "confidence": 0.95, "status": "ok"}},
            "warnings": []}

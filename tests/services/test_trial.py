@@ -120,3 +120,23 @@ def test_hip_stem_and_flow_trials():
     assert f["n_flow"] == 3 and f["min_pd_pp"]["median"] == pytest.approx(0.1676)
     e = f["stenosis_error"]  # the aorta's stenosis against the truth: -0.1, -0.1, +5.0
     assert e["n"] == 3 and e["bias"] == pytest.approx((-0.1 - 0.1 + 5.0) / 3, abs=1e-4)
+
+
+def test_gradient_by_placed_valve_and_the_physiology_it_was_predicted_at():
+    recs = [cardiac_record(i, area=a, perimeter=p, gradient=g, co=co, hr=hr, bsa=bsa)
+            for i, ((a, p), g, co, hr, bsa) in enumerate(zip(
+                ANNULI, [10.0, 12.0, 14.0, 16.0, 22.0, 30.0], [4.0, 4.5, 5.0, 5.5, 6.0, 3.5],
+                [60.0, 65.0, 70.0, 75.0, 80.0, 85.0], [1.6, 1.7, 1.8, 1.9, 2.0, None], strict=True))]
+    t = trial.tavr_trial(results_table(recs + [failed_record(6)]))
+    placed = [dev.size_family("balloon-expandable", a, p).recommended for a, p in ANNULI]
+    by = t["gradient_by_valve"]
+    assert sum(d["n"] for d in by.values()) == sum(s is not None for s in placed)
+    sizes = [k.split()[-1] for k in by]
+    assert sizes == sorted(sizes, key=float)  # ordered by size as a number
+    for key, d in by.items():
+        grads = [g for g, s in zip([10.0, 12.0, 14.0, 16.0, 22.0, 30.0], placed, strict=True) if s == key.split()[-1]]
+        assert key.startswith("balloon-expandable ") and d["median"] == pytest.approx(float(np.median(grads)))
+    ph = t["physiology"]
+    assert ph["cardiac_output_l_min"]["n"] == 6 and ph["cardiac_output_l_min"]["max"] == 6.0  # failed case left out
+    assert ph["heart_rate_bpm"]["median"] == pytest.approx(72.5)
+    assert ph["bsa_m2"]["n"] == 5 and ph["bsa_m2"]["min"] == 1.6

@@ -37,7 +37,8 @@ def add_parser(sub):
                    help="memory per local worker, e.g. 6GiB (a worker above it is restarted; default 6GiB)")
     r.add_argument("--option", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="a step option, e.g. flow.components=largest or tavr.family=self-expanding "
-                        "(VALUE read as JSON when it parses, else text); repeatable")
+                        "(VALUE read as JSON when it parses, else text), for every case: it overrides a "
+                        "case's own options in cohort.json; repeatable")
     r.add_argument("--rerun-from", metavar="STEP",
                    help="run STEP and the steps after it again on every case, even when current "
                         "(e.g. after updating surgtwin); the steps before it are kept")
@@ -88,6 +89,9 @@ def _virtual(args) -> int:
                                  description=f"virtual {args.kind} cohort, {args.n} synthetic patients")
     print(f"wrote {path}: {len(entries)} virtual {args.kind} patients (seeds {entries[0].source['seed']}"
           f"-{entries[-1].source['seed']})")
+    if entries[0].options.get("tavr"):
+        print("each patient's drawn BSA, BMI, cardiac output and heart rate are its TAVR options in the manifest "
+              "(--option tavr.KEY=VALUE on `cohort run` overrides them for every case)")
     print(f"next: surgtwin cohort run {path} --steps segment,mesh{',tavr' if args.kind == 'cardiac-cta' else ''} "
           f"--out {args.out}")
     return 0

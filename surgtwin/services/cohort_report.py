@@ -206,19 +206,23 @@ def annulus_figure(df) -> bytes | None:
 def _gradient_scatter(ax, tv, g) -> None:
     """Predicted mean gradient against the cardiac output it was predicted at, one colour per valve."""
     co = tr_col(tv, "tavr:cardiac_output_l_min").to_numpy()
-    valves = [" ".join(x for x in (tr.text_value(f), tr.text_value(s)) if x) or "?"
-              for f, s in zip(_cells(tv, "tavr:valve_family"), _cells(tv, "tavr:valve_size"), strict=True)]
+    fams = [tr.text_value(f) for f in _cells(tv, "tavr:valve_family")]
+    sizes = [tr.text_value(s) for s in _cells(tv, "tavr:valve_size")]
     keep = np.isfinite(g) & np.isfinite(co)
+    one_family = len({fams[i] for i in np.flatnonzero(keep)}) == 1
+    valves = [(f"{s} mm" if one_family else f"{f} {s} mm") if s else "?" for f, s in zip(fams, sizes, strict=True)]
     colours = ["#1c3557", "#d9822b", "#2e7d6b", "#8e44ad", "#b3261e", "#5d6d7e", "#c0a000"]
-    for k, v in enumerate(sorted({valves[i] for i in np.flatnonzero(keep)}, key=tr.valve_sort_key)):
+    for k, v in enumerate(sorted({valves[i] for i in np.flatnonzero(keep)}, key=lambda x: tr.valve_sort_key(x[:-3]))):
         sel = keep & np.array([x == v for x in valves])
         ax.scatter(co[sel], g[sel], s=14, color=colours[k % len(colours)], label=f"{v} (n={int(sel.sum())})",
                    alpha=0.85, edgecolors="none")
+    top = max(tr.HIGH_GRADIENT_MMHG, float(np.nanmax(g[keep])) if keep.any() else 0.0)
+    ax.set_ylim(0, top * 1.5)  # head room for the legend above the points
     ax.axhline(tr.HIGH_GRADIENT_MMHG, color=RED, linestyle="--", linewidth=1)
-    ax.text(ax.get_xlim()[0], tr.HIGH_GRADIENT_MMHG, f" {tr.HIGH_GRADIENT_MMHG:g} mmHg", color=RED, fontsize=7,
-            va="bottom")
-    ax.set_ylim(0, max(tr.HIGH_GRADIENT_MMHG * 1.15, float(np.nanmax(g[keep])) * 1.1 if keep.any() else 0))
-    ax.legend(fontsize=6, frameon=False, loc="upper left", title="placed valve (mm)", title_fontsize=6)
+    ax.text(1.0, tr.HIGH_GRADIENT_MMHG, f"{tr.HIGH_GRADIENT_MMHG:g} mmHg ", color=RED, fontsize=7, va="bottom",
+            ha="right", transform=ax.get_yaxis_transform())
+    title = f"placed {fams[int(np.flatnonzero(keep)[0])]} valve" if one_family and keep.any() else "placed valve"
+    ax.legend(fontsize=6, frameon=False, loc="upper left", title=title, title_fontsize=6, ncol=2)
     _label(ax, f"Predicted mean gradient (n={int(keep.sum())})", "cardiac output (l/min)", "mean gradient (mmHg)")
 
 
@@ -440,8 +444,8 @@ def _tavr(df, t: dict) -> rp.Section | None:
              f"{_n(g['median'])} ({_n(g['q1'])}\u2013{_n(g['q3'])}) mmHg" if g["n"] else "\u2013",
              f"\u2265 {tr.HIGH_GRADIENT_MMHG:g} mmHg", _share(g.get("share_high"), g["n"])]]
     for valve, d in t.get("gradient_by_valve", {}).items():
-        rows.append([f"  placed {valve} mm", f"{_n(d['median'])} ({_n(d['min'])}\u2013{_n(d['max'])}) mmHg",
-                     "median (range)", str(d["n"])])
+        rows.append([f"{valve} mm", f"{_n(d['median'])} ({_n(d['min'])}\u2013{_n(d['max'])}) mmHg",
+                     "median (range)", f"n = {d['n']}"])
     ph = t.get("physiology", {})
     if ph.get("cardiac_output_l_min", {}).get("n"):
         co, hr, bsa = ph["cardiac_output_l_min"], ph["heart_rate_bpm"], ph["bsa_m2"]

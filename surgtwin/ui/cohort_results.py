@@ -48,7 +48,9 @@ GROUP_TITLES = {"tavr": "TAVR", "flow": "Flow", "fem": "FE", "implant": "Implant
                 "seconds": "Time s", "status": "Status"}
 UNITS = (("_mm2", " mm²"), ("_cm2_m2", " cm²/m²"), ("_cm2", " cm²"), ("_mmhg", " mmHg"), ("_ml_s", " ml/s"),
          ("_ml", " ml"), ("_mm", " mm"), ("_mpa", " MPa"), ("_percent", " %"), ("_kj_m3", " kJ/m³"),
-         ("_mb", " MB"))
+         ("_mb", " MB"), ("_l_min", " l/min"), ("_bpm", " bpm"), ("_m2", " m²"))
+#: abbreviations written in capitals in a header
+ACRONYMS = {"ppm": "PPM", "bsa": "BSA", "pvl": "PVL", "eoa": "EOA"}
 FAILED_BG = QColor("#4a2227")
 FAILED_FG = QColor("#ff8a8a")
 OK_FG = QColor("#7bd88f")
@@ -70,10 +72,12 @@ def display_order(columns) -> list[str]:
 
 
 def _pretty(name: str) -> str:
-    for suffix, unit in UNITS:
+    unit = ""
+    for suffix, u in UNITS:
         if name.endswith(suffix):
-            return name[: -len(suffix)].replace("_", " ") + unit
-    return name.replace("_", " ")
+            name, unit = name[: -len(suffix)], u
+            break
+    return " ".join(ACRONYMS.get(w, w) for w in name.replace("pd_pp", "Pd/Pp").split("_")) + unit
 
 
 def header_text(column: str) -> str:

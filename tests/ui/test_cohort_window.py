@@ -109,6 +109,8 @@ def test_the_results_model_orders_formats_and_marks_failures(qapp):
     assert m.columns[:4] == ["case_id", "status", "seconds", "tavr:mean_gradient_mmhg"]
     assert m.columns[-1] == "truth:seed" and m.counts() == (2, 1)
     assert header_text("volume_ml:left_ventricle") == "left ventricle\nml"
+    assert header_text("tavr:cardiac_output_l_min") == "TAVR\ncardiac output l/min"
+    assert header_text("tavr:bsa_m2") == "TAVR\nBSA m²" and header_text("flow:min_pd_pp") == "Flow\nmin Pd/Pp"
     status, vol = m.columns.index("status"), m.columns.index("volume_ml:left_ventricle")
     assert m.data(m.index(1, status)) == "failed (open)"
     assert m.data(m.index(1, vol), Qt.ItemDataRole.ToolTipRole) == "open: not a DICOM file"

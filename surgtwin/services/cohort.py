@@ -36,14 +36,16 @@ from surgtwin.services.cohort_cases import (
     MANIFEST,
     CohortCase,
     discover,
+    expand_arms,
+    parse_arms,
     read_manifest,
     virtual_cohort,
     write_json_atomic,
     write_manifest,
 )
 
-__all__ = ["MANIFEST", "CohortCase", "CohortRun", "discover", "read_manifest", "run_and_write", "run_case",
-           "run_cohort", "virtual_cohort", "write_manifest", "write_results"]
+__all__ = ["MANIFEST", "CohortCase", "CohortRun", "discover", "expand_arms", "parse_arms", "read_manifest",
+           "run_and_write", "run_case", "run_cohort", "virtual_cohort", "write_manifest", "write_results"]
 
 #: version of the per-case record written to ``results/<id>.json``
 RECORD_SCHEMA = 1
@@ -243,8 +245,8 @@ def run_case(entry: CohortCase, steps, out_dir, *, options: dict | None = None, 
     old = read_record(out_dir, entry.case_id)
     if rerun_from is None and is_current(old, fp):
         return old
-    rec = {"schema": RECORD_SCHEMA, "case_id": entry.case_id, "source": entry.source, "fingerprint": fp,
-           "steps_requested": steps, "options": to_builtin(options), "status": "running", "error": None,
+    rec = {"schema": RECORD_SCHEMA, "case_id": entry.case_id, "source": entry.source, "arm": entry.arm_label,
+           "fingerprint": fp, "steps_requested": steps, "options": to_builtin(options), "status": "running", "error": None,
            "failed_step": None, "steps": {}, "ground_truth": None, "dice": {}, "case_path": None,
            "surgtwin_version": __version__, "host": os.uname().nodename, "pid": os.getpid(),
            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0, "peak_rss_mb": None}
@@ -414,6 +416,12 @@ def run_cohort(entries, steps=DEFAULT_STEPS, out_dir=".", *, options: dict | Non
         raise SurgtwinError(f"the step to rerun from, {rerun_from!r}, is not among the steps",
                             hint=f"steps: {', '.join(steps)}")
     options = options or {}
+    for e in entries:
+        for key in e.arm:
+            step, name = key.split(".", 1)
+            if name in (options.get(step) or {}):
+                raise SurgtwinError(f"the option {key} would override the cohort's trial arm {key} on every case",
+                                    hint=f"drop --option {key}=..., or make a cohort without that arm")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(entries, out_dir / MANIFEST)

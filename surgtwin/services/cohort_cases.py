@@ -4,6 +4,7 @@ cohort manifest (``cohort.json``). Running them is ``surgtwin.services.cohort``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -24,17 +25,27 @@ class CohortCase:
     ``{"kind": "virtual", "phantom": KIND, "seed": N, "pixel_mm": .., "slice_mm": ..}``. ``options``:
     this case's own step options (``{"tavr": {"bsa_m2": 1.84, ...}}``, e.g. a virtual patient's drawn
     physiology, or a real patient's measured one written into ``cohort.json``); options given for the
-    whole run override them (``effective_options``)."""
+    whole run override them (``effective_options``). ``arm``: the trial arm this case is in
+    (``{"implant.size": "4"}``: the same patient in each arm, ``expand_arms``); its values are also in
+    ``options``."""
 
     case_id: str
     source: dict
     options: dict = field(default_factory=dict)
+    arm: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = {"case_id": self.case_id, "source": dict(self.source)}
         if self.options:
             d["options"] = {k: dict(v) for k, v in self.options.items()}
+        if self.arm:
+            d["arm"] = dict(self.arm)
         return d
+
+    @property
+    def arm_label(self) -> str:
+        """``"implant.size=4"`` (several keys joined by ", "); empty outside a trial arm."""
+        return ", ".join(f"{k}={v}" for k, v in self.arm.items())
 
     @staticmethod
     def from_json(d: dict, *, where=None) -> CohortCase:
@@ -51,7 +62,11 @@ class CohortCase:
         if not isinstance(opts, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in opts.items()):
             raise SurgtwinError(f"case {d['case_id']!r}: 'options' must map step names to objects "
                                 "(e.g. {\"tavr\": {\"bsa_m2\": 1.8}})", path=where)
-        return CohortCase(d["case_id"], dict(d["source"]), {k: dict(v) for k, v in opts.items()})
+        arm = d.get("arm", {})
+        if not isinstance(arm, dict) or not all(isinstance(k, str) and "." in k for k in arm):
+            raise SurgtwinError(f"case {d['case_id']!r}: 'arm' must map STEP.KEY to a value "
+                                "(e.g. {\"implant.size\": \"4\"})", path=where)
+        return CohortCase(d["case_id"], dict(d["source"]), {k: dict(v) for k, v in opts.items()}, dict(arm))
 
     def effective_options(self, options: dict | None) -> dict:
         """This case's step options with the run's ``options`` laid over them, step by step."""
@@ -62,9 +77,8 @@ class CohortCase:
     @property
     def label(self) -> str:
         s = self.source
-        if s["kind"] == "virtual":
-            return f"virtual {s['phantom']} seed {s['seed']}"
-        return str(s.get("path"))
+        text = f"virtual {s['phantom']} seed {s['seed']}" if s["kind"] == "virtual" else str(s.get("path"))
+        return f"{text}  [{self.arm_label}]" if self.arm else text
 
 
 _ID_OK = re.compile(r"[A-Za-z0-9._-]{1,120}")
@@ -151,6 +165,50 @@ def discover(inputs) -> list[CohortCase]:
                             path=p, hint="give one folder per study, a folder of study folders, or a cohort.json")
     if not out:
         raise SurgtwinError("the cohort has no cases", hint="give DICOM study folders, .stwin cases or a cohort.json")
+    return _unique_ids(out)
+
+
+# -- trial arms ------------------------------------------------------------------------------------
+def parse_arms(items) -> dict[str, list]:
+    """``["implant.size=2,4,6"]`` -> ``{"implant.size": [2, 4, 6]}`` (each value read as JSON when it
+    parses, else text)."""
+    arms: dict[str, list] = {}
+    for it in items or []:
+        key, sep, raw = str(it).partition("=")
+        step, dot, name = key.strip().partition(".")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not sep or not dot or not step or not name or not values:
+            raise SurgtwinError(f"arm {it!r} is not STEP.KEY=VALUE,VALUE,...", hint="e.g. implant.size=2,4,6")
+        if len(set(values)) != len(values):
+            raise SurgtwinError(f"arm {it!r} repeats a value")
+        parsed = []
+        for v in values:
+            try:
+                parsed.append(json.loads(v))
+            except json.JSONDecodeError:
+                parsed.append(v)
+        arms[f"{step}.{name.replace('-', '_')}"] = parsed
+    return arms
+
+
+def expand_arms(entries: list[CohortCase], arms: dict[str, list]) -> list[CohortCase]:
+    """Every case once per combination of the ``arms`` values (the same patient in each arm): case id
+    ``<id>-<key><value>`` (e.g. ``abdomen-pelvis-0003-size4``), the arm's values laid over the case's
+    own options."""
+    if not arms:
+        return list(entries)
+    keys = list(arms)
+    out = []
+    for e in entries:
+        for combo in itertools.product(*(arms[k] for k in keys)):
+            opts = {step: dict(v) for step, v in e.options.items()}
+            suffix = []
+            for k, v in zip(keys, combo, strict=True):
+                step, name = k.split(".", 1)
+                opts.setdefault(step, {})[name] = v
+                suffix.append(_safe_id(f"{name.split('_')[-1]}{v}"))
+            out.append(CohortCase(_safe_id(f"{e.case_id}-{'-'.join(suffix)}"), e.source, opts,
+                                  {**e.arm, **{k: v for k, v in zip(keys, combo, strict=True)}}))
     return _unique_ids(out)
 
 

@@ -527,6 +527,17 @@ def _fem(df, h: dict) -> rp.Section | None:
         blocks.append(rp.Table(["stem size", "n", "SED change (all zones), median", "proximal (1+7), median",
                                 "safety factor, min", "median", "checks passed"], rows,
                                widths=[0.1, 0.06, 0.22, 0.2, 0.16, 0.1, 0.16]))
+    pr = h.get("paired") or {}
+    if pr.get("n_patients"):
+        rows = [[f"{st['from']}{ARROW}{st['to']}", str(st["n"]), _n(st["median_delta_percent"], "+.1f", " points"),
+                 f"{st['n_more_shielding']} of {st['n']}"] for st in pr["steps"] if st["n"]]
+        blocks.append(rp.Text("The same patients with each stem size (trial arms)", "h2"))
+        blocks.append(rp.Table(["stem size step", "patients", "proximal SED change, median within-patient "
+                                "difference", "patients shielded more"], rows, widths=[0.18, 0.12, 0.45, 0.25],
+                               caption=f"{pr['n_monotone_more_shielding']} of {pr['n_patients']} patient(s) had "
+                                       "more proximal stress shielding at every larger size. Difference = larger "
+                                       "minus smaller stem, in percentage points of SED change (negative: the "
+                                       "larger stem takes more load from the proximal bone)."))
     return rp.Section("Finite elements: stress shielding", blocks, new_page=True)
 
 

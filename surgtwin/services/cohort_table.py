@@ -20,6 +20,8 @@ column                                     meaning
 ``source_path``                            the study's path (empty for a virtual patient)
 ``phantom``, ``seed``                      a virtual patient's phantom kind and seed
 ``pixel_mm``, ``slice_mm``                 a virtual patient's requested spacing (empty: drawn from the seed)
+``arm``                                    the case's trial arm, e.g. ``implant.size=4`` (after the base
+                                           columns, when some case is in an arm)
 ``steps``                                  the requested steps, comma-separated
 ``seconds``                                wall time of the case (open + steps), s
 ``open_seconds``                           time to open/generate the study, s
@@ -134,7 +136,8 @@ def read_records(out_dir) -> list[dict]:
         rec = _read_json(cohort.record_path(out_dir, cid))
         if rec is None:
             src = entries[cid].source if cid in entries else {}
-            rec = {"case_id": cid, "source": src, "status": "missing", "error": "no readable record", "steps": {}}
+            rec = {"case_id": cid, "source": src, "status": "missing", "error": "no readable record", "steps": {},
+                   "arm": entries[cid].arm_label if cid in entries else ""}
         out.append(rec)
     return out
 
@@ -331,6 +334,8 @@ def record_row(rec: dict, out_dir=None) -> dict:
         "seconds": _num(rec.get("seconds")), "open_seconds": _num(rec.get("open_seconds")),
         "peak_rss_mb": _num(rec.get("peak_rss_mb")),
     }
+    if rec.get("arm"):
+        row["arm"] = str(rec["arm"])
     steps = rec.get("steps") or {}
     for name, st in steps.items():
         if isinstance(st, dict):
@@ -363,7 +368,7 @@ def record_row(rec: dict, out_dir=None) -> dict:
 
 def _column_order(columns) -> list[str]:
     cols = list(dict.fromkeys(columns))
-    rest = [c for c in cols if c not in BASE_COLUMNS]
+    rest = [c for c in cols if c not in BASE_COLUMNS and c != "arm"]
 
     def key(c):
         for g, prefix in enumerate(GROUP_ORDER):
@@ -374,7 +379,7 @@ def _column_order(columns) -> list[str]:
     groups: dict = {}
     for c in rest:  # first-seen order inside a group (steps in run order, structures as segmented)
         groups.setdefault(key(c), []).append(c)
-    return list(BASE_COLUMNS) + [c for k in sorted(groups) for c in groups[k]]
+    return list(BASE_COLUMNS) + (["arm"] if "arm" in cols else []) + [c for k in sorted(groups) for c in groups[k]]
 
 
 def results_table(source):

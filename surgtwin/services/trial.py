@@ -16,7 +16,8 @@ that failed (status other than ``ok``) or lacks a value is left out of a statist
 * ``flow_trial(df)``: Pd/Pp and pressure drop distributions, and the measured stenosis against the
   true one.
 * ``hip_stem_trial(df)``: stress shielding (bone SED change, all and proximal zones) and implant
-  safety factor by stem size.
+  safety factor by stem size; with trial arms (the same patients with several sizes), the sizes compared
+  within patients (``paired``).
 
 Error convention: error = measured - true (a positive bias: the measurement is too large).
 """
@@ -341,4 +342,33 @@ def hip_stem_trial(df) -> dict:
              for z in sorted({c.split(":")[1] for c in fe.columns if c.startswith("fem:zone")},
                              key=lambda s: int(s[4:]) if s[4:].isdigit() else 0)}
     return {"n_cases": int(len(df)), "n_stems": int(len(fe)), "n_excluded_failed": _n_failed(df),
-            "by_size": by, "zones": zones}
+            "by_size": by, "zones": zones, "paired": _paired_sizes(fe, sizes)}
+
+
+def _patient(row) -> str | None:
+    """Who a row is: a virtual patient's kind and seed, or the study's path (the same in every trial arm)."""
+    if text_value(row.get("phantom")) and _f(row.get("seed")) is not None:
+        return f"{row['phantom']}-{int(row['seed'])}"
+    return text_value(row.get("source_path"))
+
+
+def _paired_sizes(fe, sizes: list[str]) -> dict:
+    """Stem sizes compared within the same patients (trial arms): per step between consecutive sizes, the
+    median within-patient difference of the proximal SED change (larger minus smaller stem; negative: the
+    larger stem shields more), and the share of patients with more proximal shielding at every larger size."""
+    per: dict[str, dict[str, float]] = {}
+    for _, row in fe.iterrows():
+        who, size = _patient(row), text_value(row.get("fem:implant_size"))
+        v = _f(row.get("fem:proximal_sed_change_percent"))
+        if who and size and v is not None:
+            per.setdefault(who, {})[size] = v
+    per = {k: v for k, v in per.items() if len(v) >= 2}
+    steps = []
+    for lo, hi in zip(sizes, sizes[1:], strict=False):
+        d = [v[hi] - v[lo] for v in per.values() if lo in v and hi in v]
+        steps.append({"from": lo, "to": hi, "n": len(d), "median_delta_percent": _r(np.median(d)) if d else None,
+                      "n_more_shielding": int(sum(x < 0 for x in d))})
+    mono = [all(b < a for a, b in zip(vals, vals[1:], strict=False))
+            for vals in ([v[s] for s in sizes if s in v] for v in per.values())]
+    return {"n_patients": len(per), "steps": steps, "n_monotone_more_shielding": int(sum(mono)),
+            "share_monotone_more_shielding": _r(sum(mono) / len(mono)) if mono else None}

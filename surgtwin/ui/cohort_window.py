@@ -54,7 +54,7 @@ LIVE_REFRESH_S = 3.0
 
 
 class VirtualCohortDialog(QDialog):
-    """Kind, number of patients, first seed and grid spacing of a virtual cohort."""
+    """Kind, number of patients, first seed, grid spacing and trial arms of a virtual cohort."""
 
     def __init__(self, parent) -> None:
         from surgtwin.core.phantom import CASE_KINDS
@@ -72,8 +72,14 @@ class VirtualCohortDialog(QDialog):
         self.first_seed = self._spin(0, 2**31 - 1, 0)
         self.pixel_mm = self._mm(5.0, "from the seed (0.6–1.5 mm)")
         self.slice_mm = self._mm(10.0, "from the seed (1–3 mm)")
+        self.arms = QLineEdit(self)
+        self.arms.setObjectName("virtualArms")
+        self.arms.setPlaceholderText("optional, e.g. implant.size=2,4,6")
+        self.arms.setToolTip("Trial arms: every patient once per value (STEP.KEY=V1,V2,...; several separated "
+                             "by ';'), e.g. each patient with stem sizes 2, 4 and 6")
         for text, w in (("Kind:", self.kind), ("Patients:", self.count), ("First seed:", self.first_seed),
-                        ("Pixel spacing:", self.pixel_mm), ("Slice spacing:", self.slice_mm)):
+                        ("Pixel spacing:", self.pixel_mm), ("Slice spacing:", self.slice_mm),
+                        ("Arms:", self.arms)):
             form.addRow(text, w)
         lay.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
@@ -99,7 +105,8 @@ class VirtualCohortDialog(QDialog):
 
     def values(self) -> dict:
         return {"kind": self.kind.currentText(), "n": self.count.value(), "first_seed": self.first_seed.value(),
-                "pixel_mm": self.pixel_mm.value() or None, "slice_mm": self.slice_mm.value() or None}
+                "pixel_mm": self.pixel_mm.value() or None, "slice_mm": self.slice_mm.value() or None,
+                "arms": [a for a in self.arms.text().split(";") if a.strip()]}
 
 
 class CohortWindow(QWidget):
@@ -266,10 +273,11 @@ class CohortWindow(QWidget):
             return 0
         return self._add(found)
 
-    def add_virtual(self, kind: str, n: int, *, first_seed: int = 0, pixel_mm=None, slice_mm=None) -> int:
-
+    def add_virtual(self, kind: str, n: int, *, first_seed: int = 0, pixel_mm=None, slice_mm=None, arms=()) -> int:
+        """Add ``n`` virtual patients (each once per trial arm: ``arms`` like ``["implant.size=2,4,6"]``)."""
         try:
             found = cohort.virtual_cohort(kind, n, first_seed=first_seed, pixel_mm=pixel_mm, slice_mm=slice_mm)
+            found = cohort.expand_arms(found, cohort.parse_arms(arms))
         except SurgtwinError as exc:
             self.show_error("Virtual cohort", exc)
             return 0
@@ -281,8 +289,8 @@ class CohortWindow(QWidget):
         """Append new entries; an entry already listed is skipped, a clashing id gets a suffix."""
         from dataclasses import replace
 
-        def key(e) -> str:
-            return json.dumps(e.source, sort_keys=True, default=str)
+        def key(e) -> str:  # the same study in another trial arm is another case
+            return json.dumps({**e.to_json(), "case_id": None}, sort_keys=True, default=str)
 
         ids, sources = {e.case_id for e in self.entries}, {key(e) for e in self.entries}
         added = 0

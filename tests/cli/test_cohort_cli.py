@@ -80,6 +80,8 @@ def test_a_failing_case_is_listed_and_the_exit_status_says_so(tmp_path, capsys):
     (["cohort", "run", "{tmp}", "--out", "{tmp}/o", "--workers", "-1"], "--workers must be >= 0"),
     (["cohort", "virtual", "--kind", "head", "-n", "0", "--out", "{tmp}/o"], "1 to 100000"),
     (["cohort", "results", "{tmp}"], "holds no cohort results"),
+    (["cohort", "virtual", "--kind", "head", "-n", "2", "--arm", "implant.size", "--out", "{tmp}/o"],
+     "is not STEP.KEY=VALUE,VALUE"),
 ])
 def test_user_mistakes_are_one_clear_line(tmp_path, capsys, argv, msg):
     code = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
@@ -91,3 +93,16 @@ def test_user_mistakes_are_one_clear_line(tmp_path, capsys, argv, msg):
 def test_parse_options_reads_json_values():
     assert parse_options(["flow.components=largest", "tavr.size=26", "fem.load_n=[1, 2]", "tavr.depth-mm=3.5"]) == {
         "flow": {"components": "largest"}, "tavr": {"size": 26, "depth_mm": 3.5}, "fem": {"load_n": [1, 2]}}
+
+
+def test_virtual_cohort_with_arms(tmp_path, capsys):
+    out = tmp_path / "hip"
+    assert cli.main(["cohort", "virtual", "--kind", "abdomen-pelvis", "-n", "2", "--arm", "implant.size=2,4",
+                     "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "2 virtual abdomen-pelvis patients (seeds 0-1) x 2 arms (implant.size=2,4) = 4 cases" in text
+    assert "--steps segment,implant,fem" in text
+    cases = json.loads((out / "cohort.json").read_text())["cases"]
+    assert [c["case_id"] for c in cases] == ["abdomen-pelvis-0000-size2", "abdomen-pelvis-0000-size4",
+                                             "abdomen-pelvis-0001-size2", "abdomen-pelvis-0001-size4"]
+    assert cases[1]["arm"] == {"implant.size": 4} and cases[1]["options"] == {"implant": {"size": 4}}

@@ -56,6 +56,30 @@ def test_a_virtual_cardiac_patient_carries_its_drawn_physiology_as_tavr_options(
     assert eff["segment"] == {"method": "classical"}
 
 
+def test_trial_arms_put_every_patient_in_every_arm(tmp_path):
+    arms = cohort.parse_arms(["implant.size=2,4,6", "fem.load-case=walking"])
+    assert arms == {"implant.size": [2, 4, 6], "fem.load_case": ["walking"]}
+    ents = cohort.expand_arms(cohort.virtual_cohort("abdomen-pelvis", 2, pixel_mm=2.0), arms)
+    assert [e.case_id for e in ents] == [f"abdomen-pelvis-000{s}-size{z}-casewalking" for s in (0, 1) for z in (2, 4, 6)]
+    assert ents[1].options == {"implant": {"size": 4}, "fem": {"load_case": "walking"}}
+    assert ents[1].arm == {"implant.size": 4, "fem.load_case": "walking"} and ents[1].source == ents[0].source
+    assert ents[1].arm_label == "implant.size=4, fem.load_case=walking" and "[implant.size=4" in ents[1].label
+    assert cohort.read_manifest(cohort.write_manifest(ents, tmp_path)) == ents
+    # an arm lays its value over the case's own options (a cardiac patient keeps its physiology)
+    card = cohort.expand_arms(cohort.virtual_cohort("cardiac-cta", 1), cohort.parse_arms(["tavr.family=self-expanding"]))
+    assert card[0].options["tavr"]["family"] == "self-expanding" and "bsa_m2" in card[0].options["tavr"]
+    assert cohort.expand_arms(ents, {}) == ents
+    # the run's --option may not silently override an arm
+    with pytest.raises(SurgtwinError, match="override the cohort's trial arm implant.size"):
+        cohort.run_cohort(ents, ["segment"], tmp_path, workers=0, options={"implant": {"size": 3}})
+
+
+@pytest.mark.parametrize("bad", ["implant.size", "implant=2,4", "implant.size=", "implant.size=2,2"])
+def test_bad_arms_are_refused(bad):
+    with pytest.raises(SurgtwinError, match="arm"):
+        cohort.parse_arms([bad])
+
+
 def test_case_options_change_only_the_fingerprints_of_their_steps():
     e = _virtual(1)[0]
     bare = cohort.CohortCase(e.case_id, e.source)

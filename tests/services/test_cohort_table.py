@@ -137,6 +137,14 @@ def test_one_row_per_case_with_documented_columns():
     assert ok["truth:volume_ml:left_ventricle"] == 101.0
     assert "truth:annulus_centre_lps" not in df.columns  # points are left out
     assert math.isnan(bad["tavr:perimeter_mm"])  # a failed step has no summary
+    assert "arm" not in df.columns  # no case in a trial arm
+
+
+def test_the_arm_column_follows_the_base_columns():
+    recs = [abdomen_record(0), abdomen_record(1)]
+    recs[0]["arm"], recs[1]["arm"] = "implant.size=2", "implant.size=4"
+    df = results_table(recs)
+    assert df.columns[len(BASE_COLUMNS)] == "arm" and list(df["arm"]) == ["implant.size=2", "implant.size=4"]
 
 
 def test_flow_fem_and_implant_columns():

@@ -140,3 +140,21 @@ def test_gradient_by_placed_valve_and_the_physiology_it_was_predicted_at():
     assert ph["cardiac_output_l_min"]["n"] == 6 and ph["cardiac_output_l_min"]["max"] == 6.0  # failed case left out
     assert ph["heart_rate_bpm"]["median"] == pytest.approx(72.5)
     assert ph["bsa_m2"]["n"] == 5 and ph["bsa_m2"]["min"] == 1.6
+
+
+def test_stem_sizes_compared_within_the_same_patients():
+    recs = []
+    for seed, changes in ((0, (-70.0, -80.0, -90.0)), (1, (-70.0, -85.0, -80.0))):
+        for size, x in zip(("2", "4", "6"), changes, strict=True):
+            r = abdomen_record(seed, size=size, shielding=(x, -50.0, x))  # zones 1 and 7 change by x: proximal x
+            r["case_id"] += f"-size{size}"
+            recs.append(r)
+    recs.append(abdomen_record(2, size="4"))  # one size only: not paired
+    h = trial.hip_stem_trial(results_table(recs))
+    assert h["by_size"]["4"]["n"] == 3
+    p = h["paired"]
+    assert p["n_patients"] == 2
+    assert p["steps"] == [
+        {"from": "2", "to": "4", "n": 2, "median_delta_percent": pytest.approx(-12.5), "n_more_shielding": 2},
+        {"from": "4", "to": "6", "n": 2, "median_delta_percent": pytest.approx(-2.5), "n_more_shielding": 1}]
+    assert p["n_monotone_more_shielding"] == 1 and p["share_monotone_more_shielding"] == 0.5

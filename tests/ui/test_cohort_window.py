@@ -121,3 +121,19 @@ def test_the_results_model_orders_formats_and_marks_failures(qapp):
     assert [m.case_id(r) for r in range(2)] == ["a", "b"]
     m.sort(m.columns.index("seconds"), Qt.SortOrder.AscendingOrder)
     assert [m.case_id(r) for r in range(2)] == ["b", "a"]
+
+
+def test_the_virtual_cohort_dialog_adds_every_patient_in_every_arm(window):
+    cw = _open_cohort_window(window)
+    dlg = cw.virtual_dialog()
+    dlg.kind.setCurrentText("abdomen-pelvis")
+    dlg.count.setValue(2)
+    dlg.arms.setText("implant.size=2,4,6")
+    dlg.accept()
+    assert [e.case_id for e in cw.entries] == [f"abdomen-pelvis-000{s}-size{z}" for s in (0, 1) for z in (2, 4, 6)]
+    assert cw.case_list.count() == 6 and "[implant.size=4]" in cw.case_list.item(1).text()
+    # a bad arm is refused inline, nothing added
+    dlg = cw.virtual_dialog()
+    dlg.arms.setText("implant.size")
+    dlg.accept()
+    assert len(cw.entries) == 6 and "STEP.KEY=VALUE" in cw.status.text()

@@ -5,6 +5,7 @@
     surgtwin cohort run STUDIES/ --steps segment,mesh --out RUN/ --scheduler tcp://host:8786
     surgtwin cohort run TRIAL/cohort.json --steps segment,mesh,tavr --out TRIAL/ --rerun-from tavr
     surgtwin cohort results RUN/ [--no-report]                          (table + report again)
+    surgtwin cohort virtual --kind abdomen-pelvis -n 5 --arm implant.size=2,4,6 --out HIP/   (15 cases)
 
 A rerun skips the cases whose results are complete and current and resumes a partial case from its
 last finished step; a failing case is recorded and reported while the others go on.
@@ -39,6 +40,9 @@ def add_parser(sub):
                    help="a step option, e.g. flow.components=largest or tavr.family=self-expanding "
                         "(VALUE read as JSON when it parses, else text), for every case: it overrides a "
                         "case's own options in cohort.json; repeatable")
+    r.add_argument("--arm", action="append", default=[], metavar="STEP.KEY=V1,V2,...",
+                   help="trial arms: every case once per value, e.g. implant.size=2,4,6 (ids get -size2, ...); "
+                        "repeatable (every combination)")
     r.add_argument("--rerun-from", metavar="STEP",
                    help="run STEP and the steps after it again on every case, even when current "
                         "(e.g. after updating surgtwin); the steps before it are kept")
@@ -51,6 +55,9 @@ def add_parser(sub):
     v.add_argument("--first-seed", type=int, default=0, help="seed of the first patient (default 0)")
     v.add_argument("--pixel-mm", type=float, help="in-plane spacing (default: drawn per patient within the kind's range)")
     v.add_argument("--slice-mm", type=float, help="slice spacing (default: drawn per patient)")
+    v.add_argument("--arm", action="append", default=[], metavar="STEP.KEY=V1,V2,...",
+                   help="trial arms: every patient once per value, e.g. implant.size=2,4,6 (the same patients "
+                        "with each stem size); repeatable (every combination)")
 
     s = cs.add_parser("results", help="write the results table (CSV, Parquet) and the cohort report again")
     s.add_argument("out", metavar="DIR", help="a cohort's output folder")
@@ -85,15 +92,27 @@ def _virtual(args) -> int:
 
     entries = cohort.virtual_cohort(args.kind, args.n, first_seed=args.first_seed, pixel_mm=args.pixel_mm,
                                     slice_mm=args.slice_mm)
+    arms = cohort.parse_arms(args.arm)
+    entries = cohort.expand_arms(entries, arms)
     path = cohort.write_manifest(entries, Path(args.out),
                                  description=f"virtual {args.kind} cohort, {args.n} synthetic patients")
-    print(f"wrote {path}: {len(entries)} virtual {args.kind} patients (seeds {entries[0].source['seed']}"
-          f"-{entries[-1].source['seed']})")
+    print(f"wrote {path}: {args.n} virtual {args.kind} patients (seeds {entries[0].source['seed']}"
+          f"-{entries[-1].source['seed']})" + (f" x {len(entries) // args.n} arms ("
+                                               + "; ".join(f"{k}={','.join(map(str, v))}" for k, v in arms.items())
+                                               + f") = {len(entries)} cases" if arms else ""))
     if entries[0].options.get("tavr"):
         print("each patient's drawn BSA, BMI, cardiac output and heart rate are its TAVR options in the manifest "
               "(--option tavr.KEY=VALUE on `cohort run` overrides them for every case)")
-    print(f"next: surgtwin cohort run {path} --steps segment,mesh{',tavr' if args.kind == 'cardiac-cta' else ''} "
-          f"--out {args.out}")
+    if arms:
+        from surgtwin.services.pipeline import steps as known_steps
+
+        arm_steps = {k.split(".", 1)[0] for k in arms} | ({"fem"} if any(k.startswith("implant.") for k in arms) else set())
+        steps = ["segment"] + [s for s in known_steps() if s in arm_steps and s != "segment"]
+        print(f"next: surgtwin cohort run {path} --steps {','.join(steps)} --out {args.out} "
+              "[--option STEP.KEY=VALUE for those steps' other settings]")
+    else:
+        print(f"next: surgtwin cohort run {path} --steps segment,mesh{',tavr' if args.kind == 'cardiac-cta' else ''} "
+              f"--out {args.out}")
     return 0
 
 
@@ -112,7 +131,7 @@ def _run(args) -> int:
         raise SurgtwinError(f"--workers must be >= 0, got {args.workers}")
     if args.scheduler and args.workers:
         raise SurgtwinError("give --scheduler or --workers, not both (a cluster has its own workers)")
-    entries = cohort.discover(args.inputs)
+    entries = cohort.expand_arms(cohort.discover(args.inputs), cohort.parse_arms(args.arm))
     out = Path(args.out)
     kw = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     print(f"cohort: {len(entries)} cases, steps {','.join(steps)} -> {out}")

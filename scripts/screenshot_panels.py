@@ -10,7 +10,7 @@ abdomen-pelvis sample case, centerlines + flow, then a virtual stent of the aort
 stenosis. ``tavr``: the cardiac-cta sample case, the annulus measured from the labels, the valve
 placed. ``handover``: the head sample exported to DICOM from the app, with the export dialog. ``cohort``:
 File ▸ Cohort… running a small virtual cardiac cohort (segment, mesh, TAVR) on 2 local Dask workers, plus
-one corrupt study (its failed row). The output is for assets/screenshots/; look at it before you say it works.
+one corrupt study (its failed row); ``cohort-arms``: the virtual cohort dialog with trial arms (stem sizes). The output is for assets/screenshots/; look at it before you say it works.
 """
 
 from __future__ import annotations
@@ -181,6 +181,54 @@ def pacs_shot(out: Path) -> int:
     return 0
 
 
+def cohort_arms_shot(out: Path) -> int:
+    """File ▸ Cohort… ▸ Virtual cohort…: 4 abdomen-pelvis patients in three stem-size arms, the dialog
+    drawn over the Cohort window whose case list holds the 12 cases it added."""
+    import tempfile
+
+    from PySide6.QtGui import QPainter
+
+    from surgtwin.ui.app import create_app
+    from surgtwin.ui.main_window import MainWindow
+
+    app = create_app()
+    win = MainWindow(ask_on_close=False)
+    win.resize(1500, 920)
+    win.show()
+    cw = win.cohort.open_window()
+    cw.resize(1360, 860)
+
+    def fill(dlg) -> None:
+        dlg.kind.setCurrentText("abdomen-pelvis")
+        dlg.count.setValue(4)
+        dlg.pixel_mm.setValue(1.5)
+        dlg.slice_mm.setValue(2.0)
+        dlg.arms.setText("implant.size=2,4,6")
+
+    dlg = cw.virtual_dialog()
+    fill(dlg)
+    dlg.accept()  # adds the 12 cases
+    cw.set_steps(["segment", "implant", "fem"])
+    cw.options.setText("implant.family=hip-stem; implant.femur=left")
+    cw.out_edit.setText(str(Path(tempfile.gettempdir()) / "hip-stem-trial"))
+    dlg = cw.virtual_dialog()
+    fill(dlg)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        app.processEvents()
+        time.sleep(0.02)
+    picture = cw.grab()
+    painter = QPainter(picture)
+    painter.drawPixmap((picture.width() - dlg.width()) // 2, (picture.height() - dlg.height()) // 3, dlg.grab())
+    painter.end()
+    picture.save(str(out))
+    print(f"saved {out}: {len(cw.entries)} cases | {cw.status.text()}")
+    dlg.reject()
+    cw.close()
+    win.close()
+    return 0
+
+
 def cohort_shot(out: Path, patients: int = 6) -> int:
     """File ▸ Cohort…: ``patients`` virtual cardiac-CTA patients (2 mm grid) and one corrupt DICOM study,
     segment + mesh + TAVR on 2 local Dask workers; the Cohort window with its results table."""
@@ -234,6 +282,8 @@ def main(argv: list[str]) -> int:
         return pacs_shot(out)
     if what == "cohort":
         return cohort_shot(out)
+    if what == "cohort-arms":
+        return cohort_arms_shot(out)
     from surgtwin.resources import sample_root
     from surgtwin.ui.app import create_app
     from surgtwin.ui.main_window import MainWindow

@@ -38,13 +38,14 @@ from surgtwin.services.cohort_cases import (
     discover,
     expand_arms,
     parse_arms,
+    parse_options,
     read_manifest,
     virtual_cohort,
     write_json_atomic,
     write_manifest,
 )
 
-__all__ = ["MANIFEST", "CohortCase", "CohortRun", "discover", "expand_arms", "parse_arms", "read_manifest",
+__all__ = ["MANIFEST", "CohortCase", "CohortRun", "discover", "expand_arms", "parse_arms", "parse_options", "read_manifest",
            "run_and_write", "run_case", "run_cohort", "virtual_cohort", "write_manifest", "write_results"]
 
 #: version of the per-case record written to ``results/<id>.json``
@@ -370,6 +371,14 @@ def check_steps(steps) -> list[str]:
     return steps
 
 
+def check_options(options: dict, steps) -> None:
+    """Refuse options for a step the run does not run (a typo would otherwise be silently ignored)."""
+    unknown = sorted(set(options or {}) - set(steps))
+    if unknown:
+        raise SurgtwinError(f"--option for a step that is not run: {', '.join(unknown)}",
+                            hint=f"steps: {', '.join(steps)}")
+
+
 def plan(entries, steps, out_dir, options=None, rerun_from=None) -> tuple[list[tuple[CohortCase, str]], list[str]]:
     """``(to_run, current)``: the cases to run with their fingerprints, and the ids already current."""
     todo, current = [], []
@@ -416,6 +425,7 @@ def run_cohort(entries, steps=DEFAULT_STEPS, out_dir=".", *, options: dict | Non
         raise SurgtwinError(f"the step to rerun from, {rerun_from!r}, is not among the steps",
                             hint=f"steps: {', '.join(steps)}")
     options = options or {}
+    check_options(options, steps)
     for e in entries:
         for key in e.arm:
             step, name = key.split(".", 1)

@@ -168,7 +168,28 @@ def discover(inputs) -> list[CohortCase]:
     return _unique_ids(out)
 
 
-# -- trial arms ------------------------------------------------------------------------------------
+# -- step options and trial arms -------------------------------------------------------------------
+def _value(raw: str):
+    """A value as JSON when it parses (numbers, lists, true/false), else the text."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_options(items) -> dict:
+    """``["flow.components=largest", "tavr.size=26"]`` -> ``{"flow": {"components": "largest"}, ...}``
+    (a key's ``-`` read as ``_``; each value JSON when it parses, else text)."""
+    out: dict = {}
+    for it in items or []:
+        key, sep, raw = str(it).partition("=")
+        step, dot, name = key.strip().partition(".")
+        if not sep or not dot or not step or not name:
+            raise SurgtwinError(f"--option {it!r} is not STEP.KEY=VALUE", hint="e.g. --option flow.components=largest")
+        out.setdefault(step.strip(), {})[name.strip().replace("-", "_")] = _value(raw.strip())
+    return out
+
+
 def parse_arms(items) -> dict[str, list]:
     """``["implant.size=2,4,6"]`` -> ``{"implant.size": [2, 4, 6]}`` (each value read as JSON when it
     parses, else text)."""
@@ -181,13 +202,7 @@ def parse_arms(items) -> dict[str, list]:
             raise SurgtwinError(f"arm {it!r} is not STEP.KEY=VALUE,VALUE,...", hint="e.g. implant.size=2,4,6")
         if len(set(values)) != len(values):
             raise SurgtwinError(f"arm {it!r} repeats a value")
-        parsed = []
-        for v in values:
-            try:
-                parsed.append(json.loads(v))
-            except json.JSONDecodeError:
-                parsed.append(v)
-        arms[f"{step}.{name.replace('-', '_')}"] = parsed
+        arms[f"{step}.{name.replace('-', '_')}"] = [_value(v) for v in values]
     return arms
 
 

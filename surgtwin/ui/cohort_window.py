@@ -212,6 +212,11 @@ class CohortWindow(QWidget):
         self.scheduler.setPlaceholderText("tcp://host:8786 (optional: an existing Dask cluster)")
         self.scheduler.setToolTip("Its workers need surgtwin installed and must see the same paths")
         self.scheduler.textChanged.connect(lambda *_: self._set_running(self.job is not None))
+        self.options = QLineEdit(box)
+        self.options.setObjectName("cohortOptions")
+        self.options.setPlaceholderText("optional: STEP.KEY=VALUE; … e.g. implant.family=hip-stem; implant.femur=left")
+        self.options.setToolTip("Step options for every case (the command line's --option), separated by ';'; "
+                                "they override a case's own options, e.g. tavr.family=self-expanding")
         out_row = QHBoxLayout()
         self.out_edit = QLineEdit(box)
         self.out_edit.setObjectName("cohortOut")
@@ -221,7 +226,7 @@ class CohortWindow(QWidget):
         out_row.addWidget(self.out_edit, 1)
         self._button("Browse…", self.choose_out_dialog, out_row, name="cohortBrowseOut")
         for text, w in (("Workers:", self.workers), ("Memory:", self.memory), ("Dask scheduler:", self.scheduler),
-                        ("Output folder:", out_row)):
+                        ("Step options:", self.options), ("Output folder:", out_row)):
             form.addRow(text, w)
         lay.addLayout(form)
         row = QHBoxLayout()
@@ -254,7 +259,7 @@ class CohortWindow(QWidget):
 
     def _set_running(self, running: bool) -> None:
         for w in (self.add_button, self.add_files_button, self.virtual_button, self.remove_button,
-                  self.clear_button, self.run_button, self.out_edit, self.scheduler,
+                  self.clear_button, self.run_button, self.out_edit, self.scheduler, self.options,
                   *self.step_boxes.values()):
             w.setEnabled(not running)
         self.workers.setEnabled(not running and not self.scheduler.text().strip())
@@ -367,11 +372,18 @@ class CohortWindow(QWidget):
         if refusal:
             self.say(refusal, ERROR_STYLE)
             return None
+        try:
+            options = cohort.parse_options([o for o in self.options.text().split(";") if o.strip()])
+            cohort.check_options(options, steps)
+        except SurgtwinError as exc:
+            self.show_error("Step options", exc)
+            return None
         out_dir = Path(out).expanduser()
         scheduler = self.scheduler.text().strip() or None
         self.win.settings.setValue("cohort/workers", self.workers.value())
         self.win.settings.setValue("cohort/out_parent", str(out_dir.parent))
-        self.job = Job("Cohort", cohort.run_and_write, list(self.entries), steps, out_dir, scheduler=scheduler,
+        self.job = Job("Cohort", cohort.run_and_write, list(self.entries), steps, out_dir, options=options,
+                       scheduler=scheduler,
                        workers=None if scheduler else self.workers.value(),
                        memory_limit=None if scheduler else f"{self.memory.value()}GiB")
         self._run_dir, self._live = out_dir, (0.0, "")

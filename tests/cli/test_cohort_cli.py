@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from surgtwin.cli import main as cli
-from surgtwin.cli.commands.cohort import parse_options
+from surgtwin.services.cohort import parse_options
 
 
 def surgtwin(*args, timeout=600):

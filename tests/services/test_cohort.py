@@ -71,7 +71,7 @@ def test_trial_arms_put_every_patient_in_every_arm(tmp_path):
     assert cohort.expand_arms(ents, {}) == ents
     # the run's --option may not silently override an arm
     with pytest.raises(SurgtwinError, match="override the cohort's trial arm implant.size"):
-        cohort.run_cohort(ents, ["segment"], tmp_path, workers=0, options={"implant": {"size": 3}})
+        cohort.run_cohort(ents, ["segment", "implant"], tmp_path, workers=0, options={"implant": {"size": 3}})
 
 
 @pytest.mark.parametrize("bad", ["implant.size", "implant=2,4", "implant.size=", "implant.size=2,2"])

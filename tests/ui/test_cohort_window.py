@@ -137,3 +137,9 @@ def test_the_virtual_cohort_dialog_adds_every_patient_in_every_arm(window):
     dlg.arms.setText("implant.size")
     dlg.accept()
     assert len(cw.entries) == 6 and "STEP.KEY=VALUE" in cw.status.text()
+    # the run's step options (the command line's --option): refused inline before anything runs
+    cw.set_steps(["segment"])
+    cw.options.setText("implant.family=hip-stem; implant.femur=left")
+    assert cw.run() is None and "a step that is not run: implant" in cw.status.text() and cw.job is None
+    cw.options.setText("implant")
+    assert cw.run() is None and "is not STEP.KEY=VALUE" in cw.status.text() and cw.run_button.isEnabled()

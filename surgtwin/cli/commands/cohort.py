@@ -13,7 +13,6 @@ last finished step; a failing case is recorded and reported while the others go 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -65,24 +64,6 @@ def add_parser(sub):
     return p
 
 
-def parse_options(items) -> dict:
-    """``["flow.components=largest", "tavr.size=26"]`` -> ``{"flow": {"components": "largest"}, ...}``."""
-    from surgtwin.core.errors import SurgtwinError
-
-    out: dict = {}
-    for it in items or []:
-        key, sep, raw = it.partition("=")
-        step, dot, name = key.partition(".")
-        if not sep or not dot or not step or not name:
-            raise SurgtwinError(f"--option {it!r} is not STEP.KEY=VALUE", hint="e.g. --option flow.components=largest")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(step.strip(), {})[name.strip().replace("-", "_")] = value
-    return out
-
-
 def run(args) -> int:
     return {"run": _run, "virtual": _virtual, "results": _results}[args.cohort_command](args)
 
@@ -122,11 +103,8 @@ def _run(args) -> int:
     from surgtwin.services import cohort
 
     steps = cohort.check_steps([s.strip() for s in args.steps.split(",")])
-    options = parse_options(args.option)
-    unknown = sorted(set(options) - set(steps))
-    if unknown:
-        raise SurgtwinError(f"--option for a step that is not run: {', '.join(unknown)}",
-                            hint=f"steps: {', '.join(steps)}")
+    options = cohort.parse_options(args.option)
+    cohort.check_options(options, steps)
     if args.workers is not None and args.workers < 0:
         raise SurgtwinError(f"--workers must be >= 0, got {args.workers}")
     if args.scheduler and args.workers:

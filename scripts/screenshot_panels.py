@@ -29,6 +29,21 @@ def wait(app, until, timeout_s: float = 300.0) -> None:
             raise TimeoutError("the window did not get there in time")
 
 
+def save_with_dialog(widget, dlg, out: Path, *, frame: bool = False) -> None:
+    """``widget`` grabbed with ``dlg`` drawn over it (centred, a third down), saved as ``out``."""
+    from PySide6.QtGui import QColor, QPainter
+
+    picture = widget.grab()
+    painter = QPainter(picture)
+    x, y = (picture.width() - dlg.width()) // 2, (picture.height() - dlg.height()) // 3
+    painter.drawPixmap(x, y, dlg.grab())
+    if frame:
+        painter.setPen(QColor("#4da3ff"))  # the dialog's edge (its window frame is not in the grab)
+        painter.drawRect(x - 1, y - 1, dlg.width() + 1, dlg.height() + 1)
+    painter.end()
+    picture.save(str(out))
+
+
 def settle(app, win, seconds: float = 1.0) -> None:
     wait(app, lambda: not win.jobs.busy)
     if win.jobs.last_state == "failed":
@@ -95,7 +110,6 @@ def handover_shot(out: Path) -> int:
     DICOM's dialog drawn over the window (a dialog is its own window: composed into one picture)."""
     import tempfile
 
-    from PySide6.QtGui import QPainter
 
     app, win = window_on_sample("head")
     win.handover.export_dicom(Path(tempfile.mkdtemp()) / "head_dicom", deidentify=True)
@@ -109,11 +123,7 @@ def handover_shot(out: Path) -> int:
     settle(app, win, 0.5)
     win.statusBar().showMessage(message)
     settle(app, win, 0.3)
-    picture = win.grab()
-    painter = QPainter(picture)
-    painter.drawPixmap((picture.width() - dlg.width()) // 2, (picture.height() - dlg.height()) // 3, dlg.grab())
-    painter.end()
-    picture.save(str(out))
+    save_with_dialog(win, dlg, out)
     print(f"saved {out}: {message}")
     dlg.reject()
     win.close()
@@ -128,7 +138,6 @@ def pacs_shot(out: Path) -> int:
     import shutil
     import tempfile
 
-    from PySide6.QtGui import QColor, QPainter
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.pacs.conftest import seed_samples, start_orthanc
@@ -164,14 +173,7 @@ def pacs_shot(out: Path) -> int:
         message = dlg.status.text()
         win.views.view3d.render_now()
         settle(app, win, 0.5)
-        picture = win.grab()
-        painter = QPainter(picture)
-        x, y = (picture.width() - dlg.width()) // 2, (picture.height() - dlg.height()) // 3
-        painter.drawPixmap(x, y, dlg.grab())
-        painter.setPen(QColor("#4da3ff"))  # the dialog's edge (its window frame is not in the grab)
-        painter.drawRect(x - 1, y - 1, dlg.width() + 1, dlg.height() + 1)
-        painter.end()
-        picture.save(str(out))
+        save_with_dialog(win, dlg, out, frame=True)
         print(f"saved {out}: {message}")
         dlg.close()
         win.close()
@@ -185,8 +187,6 @@ def cohort_arms_shot(out: Path) -> int:
     """File ▸ Cohort… ▸ Virtual cohort…: 4 abdomen-pelvis patients in three stem-size arms, the dialog
     drawn over the Cohort window whose case list holds the 12 cases it added."""
     import tempfile
-
-    from PySide6.QtGui import QPainter
 
     from surgtwin.ui.app import create_app
     from surgtwin.ui.main_window import MainWindow
@@ -217,11 +217,7 @@ def cohort_arms_shot(out: Path) -> int:
     while time.perf_counter() - t0 < 1.0:
         app.processEvents()
         time.sleep(0.02)
-    picture = cw.grab()
-    painter = QPainter(picture)
-    painter.drawPixmap((picture.width() - dlg.width()) // 2, (picture.height() - dlg.height()) // 3, dlg.grab())
-    painter.end()
-    picture.save(str(out))
+    save_with_dialog(cw, dlg, out)
     print(f"saved {out}: {len(cw.entries)} cases | {cw.status.text()}")
     dlg.reject()
     cw.close()

@@ -465,8 +465,8 @@ def run_cohort(entries, steps=DEFAULT_STEPS, out_dir=".", *, options: dict | Non
 
 
 def _lost(entry: CohortCase, out_dir) -> dict:
-    return {"schema": RECORD_SCHEMA, "case_id": entry.case_id, "source": entry.source, "status": "failed",
-            "error": "no record was written (the worker running it was lost)", "steps": {}}
+    return {"schema": RECORD_SCHEMA, "case_id": entry.case_id, "source": entry.source, "arm": entry.arm_label,
+            "status": "failed", "error": "no record was written (the worker running it was lost)", "steps": {}}
 
 
 def _run_dask(todo, steps, out_dir, case_kw, scheduler, workers, memory_limit, cpus, done_one, cancel) -> None:

@@ -215,6 +215,10 @@ def expand_arms(entries: list[CohortCase], arms: dict[str, list]) -> list[Cohort
     keys = list(arms)
     out = []
     for e in entries:
+        again = sorted(set(keys) & set(e.arm))
+        if again:
+            raise SurgtwinError(f"case {e.case_id!r} is already in the trial arm {again[0]}={e.arm[again[0]]}",
+                                hint="run the cohort.json that holds the arms without --arm again")
         for combo in itertools.product(*(arms[k] for k in keys)):
             opts = {step: dict(v) for step, v in e.options.items()}
             suffix = []

@@ -8,10 +8,12 @@ temporary file, then a rename):
   step, peak memory);
 * segmentation: structure volumes (box plots, the phantom's true volumes marked) and Dice per structure;
 * TAVR (when the cohort ran it): annulus area histogram (true vs measured), recommended size per
-  family, predicted mean gradient against cardiac output by placed valve, Bland-Altman plots of the measured perimeter and area against the
-  truth, the measurement error and sizing agreement tables;
+  family, predicted mean gradient against cardiac output by placed valve (and the physiology it was
+  predicted at), Bland-Altman plots of the measured perimeter and area against the truth, the
+  measurement error and sizing agreement tables;
 * flow (Pd/Pp, pressure drop, measured vs true stenosis) and FE (stress shielding by zone and stem
-  size, implant safety factor) when present;
+  size, implant safety factor; stem sizes compared within the same patients when the cohort has trial
+  arms) when present;
 * a per-case table and the limitations.
 
 Plots are drawn with matplotlib's Agg canvas (no display, no global backend change) and embedded as

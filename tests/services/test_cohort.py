@@ -69,6 +69,8 @@ def test_trial_arms_put_every_patient_in_every_arm(tmp_path):
     card = cohort.expand_arms(cohort.virtual_cohort("cardiac-cta", 1), cohort.parse_arms(["tavr.family=self-expanding"]))
     assert card[0].options["tavr"]["family"] == "self-expanding" and "bsa_m2" in card[0].options["tavr"]
     assert cohort.expand_arms(ents, {}) == ents
+    with pytest.raises(SurgtwinError, match="already in the trial arm implant.size=2"):
+        cohort.expand_arms(ents, {"implant.size": [3]})  # the armed manifest run with --arm again
     # the run's --option may not silently override an arm
     with pytest.raises(SurgtwinError, match="override the cohort's trial arm implant.size"):
         cohort.run_cohort(ents, ["segment", "implant"], tmp_path, workers=0, options={"implant": {"size": 3}})

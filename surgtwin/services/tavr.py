@@ -3,7 +3,9 @@
 Step ``tavr`` (inputs: ``labels`` and ``volume``). Options: ``hinge_points`` (three [x, y, z] LPS mm,
 optional), ``family`` ("balloon-expandable" or "self-expanding", default balloon-expandable), ``size``
 (default: the chart's recommendation), ``depth_mm`` (default per family), ``cardiac_output_l_min``
-(5.0), ``heart_rate_bpm`` (70), ``bsa_m2`` (optional), ``bmi`` (optional), ``calcium_hu`` (850).
+(5.0), ``heart_rate_bpm`` (70), ``bsa_m2`` (optional; when not given, from the source DICOM's
+PatientSize and PatientWeight if both are there and plausible: ``body_size_from_header``), ``bmi``
+(optional, likewise), ``calcium_hu`` (850). ``parameters.bsa_source`` says where the BSA came from.
 The work is in ``surgtwin.core.plan.tavr`` (measurement) and ``surgtwin.core.plan.tavr_devices``.
 
 It stores the item ``tavr`` (kind records; provenance: method "tavr", every option, the input hashes
@@ -62,7 +64,9 @@ from surgtwin.services.pipeline import Step, StepJob, StepOutput, register_step
 ITEM = "tavr"
 DEFAULT_FAMILY = "balloon-expandable"
 OPTION_KEYS = ("family", "size", "depth_mm", "cardiac_output_l_min", "heart_rate_bpm", "bsa_m2", "bmi", "calcium_hu",
-               "hinge_points")
+               "hinge_points", "bsa_source")
+#: plausible adult body size in a DICOM header (PatientSize is in metres, PatientWeight in kg)
+HEIGHT_M, WEIGHT_KG = (1.0, 2.3), (25.0, 300.0)
 
 
 def jsonable(value):
@@ -141,6 +145,8 @@ def plan_tavr(labels, volume, opts: dict, *, progress=None, cancel=None) -> dict
     part = valve_part(m, sizing, o)
     fam = dev.chart(o["family"])["name"]
     warnings = list(m.warnings) + list(sizing[fam]["warnings"]) + part.pop("warnings")
+    if opts.get("header_warning"):
+        warnings.append(str(opts["header_warning"]))
     rec = {"schema": 1, "measurement": m.to_record(), "sizing": sizing, **part, "parameters": o,
            "warnings": warnings}
     report(progress, 1.0, "tavr: planned")
@@ -191,9 +197,52 @@ def _tavr(labels, volume, hashes, opts, *, progress=None, cancel=None) -> StepOu
     return StepOutput("tavr", items={ITEM: (rec, _provenance(rec, hashes))}, summary=summary, result=rec)
 
 
+def body_size_from_header(case: Case) -> tuple[dict | None, str | None]:
+    """``({"bsa_m2", "bmi", "height_m", "weight_kg", "source"}, None)`` from the source DICOM's PatientSize
+    (m) and PatientWeight (kg); ``(None, why)`` when they are there but implausible (e.g. a height in cm);
+    ``(None, None)`` when the source is not DICOM, is gone, or lacks either value."""
+    import warnings
+
+    from surgtwin.core.phantom.physiology import mosteller_bsa
+    from surgtwin.services.report import source_dicom_file
+
+    f = source_dicom_file(case)
+    if f is None:
+        return None, None
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(f), stop_before_pixels=True, specific_tags=["PatientSize", "PatientWeight"])
+        height, weight = (float(ds.get(k)) if ds.get(k) not in (None, "") else None
+                          for k in ("PatientSize", "PatientWeight"))
+    except Exception:  # noqa: BLE001 - an unreadable value is as good as none
+        return None, None
+    if height is None or weight is None or height == 0 or weight == 0:
+        return None, None
+    if not (HEIGHT_M[0] <= height <= HEIGHT_M[1] and WEIGHT_KG[0] <= weight <= WEIGHT_KG[1]):
+        return None, (f"BSA not taken from the DICOM header: PatientSize {height:g} (metres expected, "
+                      f"{HEIGHT_M[0]:g}-{HEIGHT_M[1]:g}) or PatientWeight {weight:g} (kg, {WEIGHT_KG[0]:g}-"
+                      f"{WEIGHT_KG[1]:g}) is implausible; give the BSA")
+    bsa = round(mosteller_bsa(height * 100.0, weight), 2)
+    return {"bsa_m2": bsa, "bmi": round(weight / height ** 2, 1), "height_m": height, "weight_kg": weight,
+            "source": f"DICOM header: PatientSize {height:g} m, PatientWeight {weight:g} kg (Mosteller)"}, None
+
+
 def _prepare(case: Case, **options) -> StepJob:
     from dataclasses import replace
 
+    if options.get("bsa_m2") is None:
+        body, why = body_size_from_header(case)
+        if body is not None:
+            options.update(bsa_m2=body["bsa_m2"], bsa_source=body["source"])
+            if options.get("bmi") is None:
+                options["bmi"] = body["bmi"]
+        elif why:
+            options["header_warning"] = why
+    else:
+        options.setdefault("bsa_source", "given")
     lab = case.labels
     if lab is None and not options.get("hinge_points"):
         raise SurgtwinError("the tavr step needs a label map (aortic root or aorta mask) or three hinge points",

@@ -31,9 +31,10 @@ from surgtwin.core.errors import SurgtwinError
 from surgtwin.ui.pacs_nodes import ERROR_STYLE
 
 #: shown first, in this order, when present
-KEY_COLUMNS = ("case_id", "status", "arm", "seconds", "tavr:valve_family", "tavr:valve_size", "tavr:mean_gradient_mmhg",
-               "tavr:cardiac_output_l_min", "tavr:ppm", "tavr:bsa_m2", "tavr:perimeter_mm", "tavr:area_mm2", "tavr:eccentricity", "flow:min_pd_pp",
-               "flow:max_stenosis_drop_mmhg", "fem:bone_sed_change_percent", "fem:proximal_sed_change_percent")
+KEY_COLUMNS = ("case_id", "status", "arm", "seconds", "tavr:valve_family", "tavr:valve_size",
+               "tavr:mean_gradient_mmhg", "tavr:cardiac_output_l_min", "tavr:ppm", "tavr:bsa_m2", "tavr:perimeter_mm",
+               "tavr:area_mm2", "tavr:eccentricity", "flow:min_pd_pp", "flow:max_stenosis_drop_mmhg",
+               "fem:bone_sed_change_percent", "fem:proximal_sed_change_percent")
 #: then these column groups (by prefix), then everything else
 KEY_GROUPS = ("tavr:recommended:", "volume_ml:", "dice:")
 #: pushed to the end (still there, for the curious)

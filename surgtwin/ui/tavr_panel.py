@@ -266,6 +266,11 @@ class TavrPanel(QWidget):
         if valve:
             self.size.setCurrentText(str(valve["size"]))
             self.depth.setValue(float(valve["depth_mm"]))
+        params = (rec or {}).get("parameters") or {}
+        for w, key in ((self.output, "cardiac_output_l_min"), (self.rate, "heart_rate_bpm"), (self.bsa, "bsa_m2")):
+            if params.get(key) is not None:  # what the record was planned with (e.g. BSA from the DICOM header)
+                w.setValue(float(params[key]))
+        self.bsa.setToolTip(f"Body surface area for the PPM grade; this plan's: {params.get('bsa_source') or 'not given'}")
         for w in (self.family, self.size, self.depth):
             w.setEnabled(rec is not None)
 

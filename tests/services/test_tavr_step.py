@@ -76,3 +76,49 @@ def test_step_needs_labels_or_hinges():
     bare = Case(case.volume, name="bare")
     with pytest.raises(SurgtwinError, match="label map .* or three hinge points"):
         pipeline.run_step(bare, "tavr")
+
+
+def _series_with_body(folder, size, weight):
+    import pydicom
+
+    from tests.dicom_factory import write_series
+
+    truth = write_series(folder, shape=(4, 16, 16), name="body")
+    for f in truth.files:
+        ds = pydicom.dcmread(f)
+        if size is not None:
+            ds.PatientSize = size
+        if weight is not None:
+            ds.PatientWeight = weight
+        ds.save_as(f, enforce_file_format=True)
+    return pipeline.new_case(folder)
+
+
+def test_body_size_from_the_dicom_header(tmp_path):
+    body, why = svc.body_size_from_header(_series_with_body(tmp_path / "a", "1.80", "80"))
+    assert why is None and body["bsa_m2"] == 2.0 and body["bmi"] == pytest.approx(24.7)  # sqrt(180*80/3600)
+    assert "PatientSize 1.8 m, PatientWeight 80 kg" in body["source"]
+    # a height written in centimetres is refused with the reason, never guessed
+    body, why = svc.body_size_from_header(_series_with_body(tmp_path / "b", "180", "80"))
+    assert body is None and "PatientSize 180 (metres expected" in why
+    # missing or zero: nothing (no warning)
+    assert svc.body_size_from_header(_series_with_body(tmp_path / "c", None, "80")) == (None, None)
+    assert svc.body_size_from_header(_series_with_body(tmp_path / "d", "0", "0")) == (None, None)
+
+
+def test_the_step_takes_the_bsa_from_the_header_unless_given(monkeypatch):
+    case = pipeline.new_case(pipeline.sample_root() / "cardiac-cta")
+    monkeypatch.setattr(svc, "body_size_from_header", lambda c: (
+        {"bsa_m2": 1.5, "bmi": 22.0, "height_m": 1.6, "weight_kg": 56.3, "source": "DICOM header: test"}, None))
+    pipeline.run_step(case, "tavr")
+    rec = case.item("tavr").value
+    p = rec["parameters"]
+    assert p["bsa_m2"] == 1.5 and p["bmi"] == 22.0 and p["bsa_source"] == "DICOM header: test"
+    assert rec["ppm"]["bsa_m2"] == 1.5
+    pipeline.run_step(case, "tavr", bsa_m2=2.1)  # given: the header is not used
+    p = case.item("tavr").value["parameters"]
+    assert p["bsa_m2"] == 2.1 and p["bsa_source"] == "given"
+    monkeypatch.setattr(svc, "body_size_from_header", lambda c: (None, "BSA not taken from the DICOM header: x"))
+    pipeline.run_step(case, "tavr")
+    rec = case.item("tavr").value
+    assert rec["ppm"] is None and "BSA not taken from the DICOM header: x" in rec["warnings"]

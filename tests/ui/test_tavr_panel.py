@@ -114,3 +114,18 @@ def test_tavr_panel_from_three_hinge_points_clicked_in_the_mpr(window, qtbot, ca
     assert m["perimeter_mm"] == pytest.approx(known["annulus_perimeter_mm"], rel=0.02)
     assert m["area_mm2"] == pytest.approx(known["annulus_area_mm2"], rel=0.02)
     assert abs(float(np.dot(m["normal_lps"], n))) > 0.995
+
+
+def test_a_planned_case_shows_the_physiology_it_was_planned_with(window, cardiac):
+    """A case planned elsewhere (e.g. a cohort's virtual patient) shows its cardiac output, heart rate and
+    BSA, and where the BSA came from."""
+    from surgtwin.services.pipeline import run_step
+
+    case = _case(cardiac)
+    run_step(case, "tavr", cardiac_output_l_min=4.2, heart_rate_bpm=88.0, bsa_m2=1.77)
+    window.session.set_case(case)
+    panel = window.panels["tavr"]
+    panel.show_record()
+    assert (panel.output.value(), panel.rate.value(), panel.bsa.value()) == (4.2, 88.0, 1.77)
+    assert "given" in panel.bsa.toolTip()
+    assert "mean gradient" in panel.result.text()

@@ -288,6 +288,8 @@ def tavr(case, figures: dict) -> Section | None:
                num(v.get("eoa_cm2"), ".2f", " cm\u00b2")],
               ["mean gradient", num((h or {}).get("mean_gradient_mmhg"), ".1f", " mmHg"), "prosthesis-patient mismatch",
                "-" if not ppm else f"{ppm.get('ppm')} (iEOA {num(ppm.get('indexed_eoa_cm2_m2'), '.2f')} cm\u00b2/m\u00b2)"],
+              ["predicted at", f"{num((h or {}).get('cardiac_output_l_min'), '.1f', ' l/min')}, "
+               f"{num((h or {}).get('heart_rate_bpm'), '.0f', ' bpm')}", "body surface area", _bsa_text(rec)],
               ["paravalvular leak risk", "-" if not pvl else str(pvl.get("level")), "reasons",
                "-" if not pvl else "; ".join(pvl.get("reasons", [])) or "-"]]
         blocks += [Text("Virtual valve", "h2"), Table([], kv, [0.22, 0.28, 0.24, 0.26], key_value=True)]
@@ -297,6 +299,14 @@ def tavr(case, figures: dict) -> Section | None:
         blocks.append(Text(f"Warning: {w}", "warning"))
     blocks += figures.get("tavr", [])
     return Section("TAVR planning", blocks, stale=case.stale_reasons("tavr"))
+
+
+def _bsa_text(rec: dict) -> str:
+    p = rec.get("parameters") or {}
+    if p.get("bsa_m2") is None:
+        return "not given (no PPM grade)"
+    src = p.get("bsa_source") or "given"
+    return num(p["bsa_m2"], ".2f", " m\u00b2") + ("" if src == "given" else " (DICOM header)")
 
 
 # -- trajectories and rehearsals --------------------------------------------------------------------

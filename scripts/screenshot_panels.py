@@ -183,11 +183,8 @@ def pacs_shot(out: Path) -> int:
     return 0
 
 
-def cohort_arms_shot(out: Path) -> int:
-    """File ▸ Cohort… ▸ Virtual cohort…: 4 abdomen-pelvis patients in three stem-size arms, the dialog
-    drawn over the Cohort window whose case list holds the 12 cases it added."""
-    import tempfile
-
+def cohort_window():
+    """``(app, main window, Cohort window)``: File ▸ Cohort… opened at the screenshots' size."""
     from surgtwin.ui.app import create_app
     from surgtwin.ui.main_window import MainWindow
 
@@ -197,6 +194,15 @@ def cohort_arms_shot(out: Path) -> int:
     win.show()
     cw = win.cohort.open_window()
     cw.resize(1360, 860)
+    return app, win, cw
+
+
+def cohort_arms_shot(out: Path) -> int:
+    """File ▸ Cohort… ▸ Virtual cohort…: 4 abdomen-pelvis patients in three stem-size arms, the dialog
+    drawn over the Cohort window whose case list holds the 12 cases it added."""
+    import tempfile
+
+    app, win, cw = cohort_window()
 
     def fill(dlg) -> None:
         dlg.kind.setCurrentText("abdomen-pelvis")
@@ -231,20 +237,12 @@ def cohort_shot(out: Path, patients: int = 6) -> int:
     import shutil
     import tempfile
 
-    from surgtwin.ui.app import create_app
-    from surgtwin.ui.main_window import MainWindow
-
     tmp = Path(tempfile.mkdtemp(prefix="cohort_shot_"))
     try:
         bad = tmp / "studies" / "study-0417"  # a study whose only file is not DICOM: recorded as failed
         bad.mkdir(parents=True)
         (bad / "IM0001.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"not really a DICOM file" * 8)
-        app = create_app()
-        win = MainWindow(ask_on_close=False)
-        win.resize(1500, 920)
-        win.show()
-        cw = win.cohort.open_window()
-        cw.resize(1360, 860)
+        app, win, cw = cohort_window()
         cw.add_virtual("cardiac-cta", patients, first_seed=11, pixel_mm=2.0, slice_mm=2.0)
         cw.add_inputs([bad])
         cw.set_steps(["segment", "mesh", "tavr"])

@@ -75,12 +75,16 @@ def pretty(name: str) -> str:
     return name.replace("_", " ")
 
 
+def _per_structure(ok, prefix: str) -> list[tuple[str, np.ndarray]]:
+    """``[(structure, finite values)]`` of the ``prefix<structure>`` columns that have any."""
+    data = [(c.split(":", 1)[1], _finite(tr_col(ok, c))) for c in ok.columns if c.startswith(prefix)]
+    return [(n, v) for n, v in data if v.size]
+
+
 def volumes_figure(df) -> bytes | None:
     """Box plots of the segmented volumes per structure (log scale), true volumes as orange marks."""
     ok = df[df["status"] == "ok"]
-    names = [c.split(":", 1)[1] for c in df.columns if c.startswith("volume_ml:")]
-    data = [(n, _finite(tr_col(ok, f"volume_ml:{n}"))) for n in names]
-    data = [(n, v) for n, v in data if v.size]
+    data = _per_structure(ok, "volume_ml:")
     if not data:
         return None
     data.sort(key=lambda x: -np.median(x[1]))
@@ -107,9 +111,7 @@ def volumes_figure(df) -> bytes | None:
 
 def dice_figure(df) -> bytes | None:
     ok = df[df["status"] == "ok"]
-    names = [c.split(":", 1)[1] for c in df.columns if c.startswith("dice:")]
-    data = [(n, _finite(tr_col(ok, f"dice:{n}"))) for n in names]
-    data = [(n, v) for n, v in data if v.size]
+    data = _per_structure(ok, "dice:")
     if not data:
         return None
     data.sort(key=lambda x: np.median(x[1]))

@@ -36,6 +36,8 @@ STORAGE_TRANSFER_SYNTAXES = (
 EXTRA_STORAGE_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.7",)
 MAX_CONTEXTS = 128
 RETRY_PAUSE_S = 0.5
+#: how long to let pynetdicom record a rejection that raced with the closed connection
+REJECTION_SETTLE_S = 2.0
 STATUS_SUCCESS, STATUS_CANCEL, STATUS_PENDING = 0x0000, 0xFE00, (0xFF00, 0xFF01)
 STATUS_OUT_OF_RESOURCES = 0xA700
 
@@ -173,6 +175,10 @@ def association(node: PacsNode, operation: str, contexts, *, ext_neg=None, handl
                              evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay), *(handlers or [])], tls_args=tls)
         if assoc.is_established:
             break
+        if not assoc.is_rejected and assoc.ident is not None:  # started (a refused connection never starts it)
+            # the node's A-ASSOCIATE-RJ and its closing the connection race in pynetdicom: ``associate``
+            # can return on the closed connection before the negotiation thread has recorded the rejection
+            assoc.join(timeout=REJECTION_SETTLE_S)
         if assoc.is_rejected:
             raise fail(node, operation, _rejection(assoc),
                        f"check that the node's AE title is {node.ae_title!r} and that it knows our AE title "
